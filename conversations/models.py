@@ -1,0 +1,142 @@
+"""Conversations, their messages, and the customers' ratings of the bot's replies."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Owner: the logged-in user if there is one, otherwise the browser session.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conversations",
+    )
+    session_key = models.CharField(max_length=40, blank=True, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return f"Conversation {str(self.id)[:8]}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "Customer"
+        ASSISTANT = "assistant", "Bot"
+
+    class FinishReason(models.TextChoices):
+        STOP = "stop", "End of turn"
+        LENGTH = "length", "Token limit"
+        DISCONNECTED = "disconnected", "Client went away"
+        ERROR = "error", "Generation failed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    text = models.TextField()
+    client_id = models.CharField(max_length=64, blank=True)
+    model_version = models.ForeignKey(
+        "learning.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="messages",
+        help_text="The model version that wrote this reply (bot messages only).",
+    )
+    finish_reason = models.CharField(max_length=20, choices=FinishReason.choices, blank=True)
+    time_to_first_token_ms = models.FloatField(null=True, blank=True)
+    generation_ms = models.FloatField(null=True, blank=True)
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=~Q(client_id=""),
+                name="unique_client_id_per_conversation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()}: {self.text[:60]}"
+
+
+class Feedback(models.Model):
+    class Rating(models.IntegerChoices):
+        UP = 1, "Thumbs up"
+        DOWN = -1, "Thumbs down"
+
+    class Reason(models.TextChoices):
+        WRONG = "wrong", "Wrong or outdated information"
+        NOT_ANSWERED = "not_answered", "Didn't answer my question"
+        INCOMPLETE = "incomplete", "Incomplete"
+        UNCLEAR = "unclear", "Hard to understand"
+        TONE = "tone", "Rude or unfriendly"
+        OTHER = "other", "Something else"
+
+    class ReviewStatus(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="feedback")
+    # The rater; by construction the conversation's owner.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    owner_key = models.CharField(
+        max_length=64, help_text="'user:<id>' or 'session:<key>'; one rating per message per owner."
+    )
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    reason = models.CharField(max_length=20, choices=Reason.choices, blank=True)
+    comment = models.TextField(blank=True)
+    correction = models.TextField(
+        blank=True, help_text="A better answer, written by the customer or by staff."
+    )
+    review_status = models.CharField(
+        max_length=10, choices=ReviewStatus.choices, default=ReviewStatus.PENDING
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        verbose_name_plural = "feedback"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "owner_key"], name="one_feedback_per_message_per_owner"
+            ),
+            models.CheckConstraint(condition=Q(rating__in=[1, -1]), name="feedback_rating_is_plus_or_minus_one"),
+        ]
+        indexes = [
+            models.Index(fields=["review_status", "-updated_at"]),
+            models.Index(fields=["rating", "-updated_at"]),
+            models.Index(fields=["reason"]),
+            models.Index(fields=["-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on message {self.message_id}"
