@@ -1,0 +1,52 @@
+"""Settings helpers refuse bad values loudly instead of guessing."""
+
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from chatbot_site.env import envbool, envfloat, envint, envlist
+
+
+def test_it_reads_booleans(monkeypatch):
+    monkeypatch.setenv("X_FLAG", "yes")
+    assert envbool("X_FLAG", False) is True
+    monkeypatch.setenv("X_FLAG", "0")
+    assert envbool("X_FLAG", True) is False
+    monkeypatch.delenv("X_FLAG")
+    assert envbool("X_FLAG", True) is True
+
+
+def test_it_refuses_a_bad_boolean(monkeypatch):
+    monkeypatch.setenv("X_FLAG", "ture")
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG"):
+        envbool("X_FLAG", False)
+
+
+def test_it_refuses_bad_numbers(monkeypatch):
+    monkeypatch.setenv("X_NUM", "12a")
+    with pytest.raises(ImproperlyConfigured, match="X_NUM must be an integer"):
+        envint("X_NUM", 1)
+    monkeypatch.setenv("X_NUM", "-3")
+    with pytest.raises(ImproperlyConfigured, match="at least 0"):
+        envint("X_NUM", 1, minimum=0)
+    monkeypatch.setenv("X_NUM", "nan?")
+    with pytest.raises(ImproperlyConfigured, match="X_NUM must be a number"):
+        envfloat("X_NUM", 1.0)
+
+
+def test_it_splits_lists(monkeypatch):
+    monkeypatch.setenv("X_LIST", "a.example, b.example,,")
+    assert envlist("X_LIST", []) == ["a.example", "b.example"]
+
+
+def test_it_fails_at_start_up_on_a_bad_database_url_or_missing_secret(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path)}
+    check = [sys.executable, "manage.py", "check"]
+    bad_url = subprocess.run(check, env={**env, "DATABASE_URL": "postgress:/oops"},
+                             capture_output=True, text=True)
+    assert bad_url.returncode != 0
+    no_secret = subprocess.run(check, env={**env, "DEBUG": "false"}, capture_output=True, text=True)
+    assert no_secret.returncode != 0
+    assert "SECRET_KEY must be set" in no_secret.stderr
