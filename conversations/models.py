@@ -46,7 +46,9 @@ class Message(models.Model):
         DISCONNECTED = "disconnected", "Client went away"
         ERROR = "error", "Generation failed"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     role = models.CharField(max_length=10, choices=Role.choices)
     text = models.TextField()
     client_id = models.CharField(max_length=64, blank=True)
@@ -98,7 +100,9 @@ class Feedback(models.Model):
         REJECTED = "rejected", "Rejected"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="feedback")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="feedback"
+    )
     # The rater; by construction the conversation's owner.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -129,7 +133,9 @@ class Feedback(models.Model):
             models.UniqueConstraint(
                 fields=["message", "owner_key"], name="one_feedback_per_message_per_owner"
             ),
-            models.CheckConstraint(condition=Q(rating__in=[1, -1]), name="feedback_rating_is_plus_or_minus_one"),
+            models.CheckConstraint(
+                condition=Q(rating__in=[1, -1]), name="feedback_rating_is_plus_or_minus_one"
+            ),
         ]
         indexes = [
             models.Index(fields=["review_status", "-updated_at"]),

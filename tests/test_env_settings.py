@@ -44,8 +44,9 @@ def test_it_splits_lists(monkeypatch):
 def test_it_fails_at_start_up_on_a_bad_database_url_or_missing_secret(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path)}
     check = [sys.executable, "manage.py", "check"]
-    bad_url = subprocess.run(check, env={**env, "DATABASE_URL": "postgress:/oops"},
-                             capture_output=True, text=True)
+    bad_url = subprocess.run(
+        check, env={**env, "DATABASE_URL": "postgress:/oops"}, capture_output=True, text=True
+    )
     assert bad_url.returncode != 0
     no_secret = subprocess.run(check, env={**env, "DEBUG": "false"}, capture_output=True, text=True)
     assert no_secret.returncode != 0
