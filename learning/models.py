@@ -60,3 +60,88 @@ class ModelVersion(models.Model):
     @property
     def is_base(self) -> bool:
         return self.parent_id is None
+
+
+class TrainingRun(models.Model):
+    """One pass of the learning loop: feedback → examples → update → gate → (promotion)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Promoted"
+        REJECTED = "rejected", "Rejected by the gate"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        OPERATOR = "operator", "Operator"
+        COMMAND = "command", "Management command"
+
+    OPEN_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    parent = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    anchor = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    result_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    example_counts = models.JSONField(default=dict, blank=True)
+    data_hash = models.CharField(max_length=64, blank=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    loss_history = models.JSONField(default=list, blank=True)
+    metrics_before = models.JSONField(default=dict, blank=True)
+    metrics_after = models.JSONField(default=dict, blank=True)
+    gate_passed = models.BooleanField(null=True, blank=True)
+    gate_reasons = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One open run at a time, in the database: a second trigger cannot queue another.
+            models.UniqueConstraint(
+                models.Value(1),
+                condition=Q(status__in=["queued", "running"]),
+                name="at_most_one_open_training_run",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Training run #{self.pk} ({self.get_status_display()})"
+
+
+class GoldenExample(models.Model):
+    """A question with the answer staff expect; a candidate must not get these worse."""
+
+    question = models.TextField()
+    expected_answer = models.TextField()
+    required_facts = models.JSONField(
+        default=list, blank=True, help_text="Short phrases a correct reply must contain."
+    )
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.question[:80]
