@@ -1,0 +1,217 @@
+"""Training examples from the customers' feedback.
+
+A rated reply gives (context, reply, +1 or −1); a correction gives (context, correction, +1).
+The context is the conversation before the rated reply, rendered through the model's chat
+template and cut from the left (whole turns first) to fit. One owner (browser session or user)
+contributes at most ``per_owner_cap`` examples to a run, newest first, so that one person, or one
+adversary, cannot dominate it. Both examples of one feedback row go to the same side of the
+held-out split, which is a pure function of (seed, feedback id), so reruns split alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import QuerySet
+
+from conversations.models import Feedback, Message
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    prompt_ids: tuple[int, ...]
+    reply_ids: tuple[int, ...]
+    label: int
+    feedback_id: int
+    owner_key: str
+
+
+@dataclass
+class ExampleSet:
+    train: list[TrainingExample] = field(default_factory=list)
+    heldout: list[TrainingExample] = field(default_factory=list)
+    feedback_ids: list[int] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    data_hash: str = ""
+
+
+@dataclass(frozen=True)
+class RatedTurn:
+    """One usable piece of feedback with its conversation context, free of the ORM."""
+
+    feedback_id: int
+    owner_key: str
+    context: tuple[dict[str, str], ...]
+    reply: str
+    label: int
+    correction: str
+
+
+def usable_feedback(*, require_approval: bool) -> QuerySet[Feedback]:
+    """Feedback not yet learned from; never rejected; approved only when review is required."""
+    queryset = Feedback.objects.filter(used_by_run__isnull=True).exclude(
+        review_status=Feedback.ReviewStatus.REJECTED
+    )
+    if require_approval:
+        queryset = queryset.filter(review_status=Feedback.ReviewStatus.APPROVED)
+    return queryset
+
+
+def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
+    """Load each rated reply with the conversation before it, in two queries."""
+    rows = list(feedback.select_related("message").order_by("-updated_at", "-id"))
+    conversation_ids = {row.conversation_id for row in rows}
+    history: dict[Any, list[Message]] = defaultdict(list)
+    for message in Message.objects.filter(conversation_id__in=conversation_ids).order_by(
+        "created_at", "id"
+    ):
+        history[message.conversation_id].append(message)
+    turns = []
+    for row in rows:
+        before = []
+        for message in history[row.conversation_id]:
+            if message.pk == row.message_id:
+                break
+            if message.text:
+                before.append({"role": message.role, "content": message.text})
+        turns.append(
+            RatedTurn(
+                feedback_id=row.pk,
+                owner_key=row.owner_key,
+                context=tuple(before),
+                reply=row.message.text,
+                label=row.rating,
+                correction=row.correction.strip(),
+            )
+        )
+    return turns
+
+
+def encode_turn(
+    tokenizer: Any, context: Iterable[dict[str, str]], reply: str, *, max_tokens: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Prompt and reply token ids through the chat template, the context cut from the left.
+
+    The reply ids are the template's rendering of the assistant turn (end-of-turn included),
+    taken as the difference between the conversation with and without the reply.
+    """
+    turns = list(context)
+    reply_budget = max(1, max_tokens // 2)
+    while True:
+        prompt = _template_ids(tokenizer, turns, add_generation_prompt=True)
+        full = _template_ids(
+            tokenizer,
+            [*turns, {"role": "assistant", "content": reply}],
+            add_generation_prompt=False,
+        )
+        reply_ids = (
+            full[len(prompt) :] if full[: len(prompt)] == prompt else _fallback(tokenizer, reply)
+        )
+        reply_ids = reply_ids[:reply_budget] if len(reply_ids) > reply_budget else reply_ids
+        if len(prompt) + len(reply_ids) <= max_tokens or len(turns) <= 1:
+            break
+        turns = turns[1:]
+    overflow = len(prompt) + len(reply_ids) - max_tokens
+    if overflow > 0:
+        prompt = prompt[overflow:]
+    return tuple(prompt), tuple(reply_ids)
+
+
+def _template_ids(
+    tokenizer: Any, turns: list[dict[str, str]], *, add_generation_prompt: bool
+) -> list[int]:
+    ids = tokenizer.apply_chat_template(
+        turns, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False
+    )
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def _fallback(tokenizer: Any, reply: str) -> list[int]:
+    ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+    return [*ids, tokenizer.eos_token_id]
+
+
+def is_heldout(feedback_id: int, *, seed: int, share: float) -> bool:
+    digest = hashlib.sha256(f"{seed}:{feedback_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+def build_examples_from_feedback(
+    tokenizer: Any,
+    *,
+    require_approval: bool,
+    per_owner_cap: int,
+    max_tokens: int,
+    heldout_share: float,
+    seed: int,
+    feedback: QuerySet[Feedback] | None = None,
+) -> ExampleSet:
+    """Examples from usable feedback, capped per owner and split into train and held-out."""
+    queryset = (
+        feedback if feedback is not None else usable_feedback(require_approval=require_approval)
+    )
+    per_owner: dict[str, int] = defaultdict(int)
+    result = ExampleSet()
+    digest = hashlib.sha256()
+    capped = corrections = 0
+    for turn in rated_turns(queryset):  # newest first, so the cap keeps the newest
+        wanted = [(turn.reply, turn.label)]
+        if turn.correction:
+            wanted.append((turn.correction, 1))
+        if per_owner[turn.owner_key] + len(wanted) > per_owner_cap:
+            capped += 1
+            continue
+        per_owner[turn.owner_key] += len(wanted)
+        corrections += bool(turn.correction)
+        result.feedback_ids.append(turn.feedback_id)
+        side = (
+            result.heldout
+            if is_heldout(turn.feedback_id, seed=seed, share=heldout_share)
+            else result.train
+        )
+        for reply, label in wanted:
+            prompt_ids, reply_ids = encode_turn(
+                tokenizer, turn.context, reply, max_tokens=max_tokens
+            )
+            side.append(
+                TrainingExample(prompt_ids, reply_ids, label, turn.feedback_id, turn.owner_key)
+            )
+            digest.update(
+                json.dumps([turn.feedback_id, label, list(prompt_ids), list(reply_ids)]).encode()
+            )
+    everything = result.train + result.heldout
+    result.counts = {
+        "feedback": len(result.feedback_ids),
+        "train": len(result.train),
+        "heldout": len(result.heldout),
+        "desirable": sum(1 for e in everything if e.label > 0),
+        "undesirable": sum(1 for e in everything if e.label < 0),
+        "corrections": corrections,
+        "capped_feedback": capped,
+    }
+    result.data_hash = digest.hexdigest()
+    return result
+
+
+def kto_rows(feedback: QuerySet[Feedback]) -> Iterator[dict[str, Any]]:
+    """JSONL rows in the conversational prompt/completion/label format of TRL's KTO trainer."""
+    for turn in rated_turns(feedback):
+        prompt = [dict(t) for t in turn.context]
+        yield {
+            "prompt": prompt,
+            "completion": [{"role": "assistant", "content": turn.reply}],
+            "label": turn.label > 0,
+        }
+        if turn.correction:
+            yield {
+                "prompt": prompt,
+                "completion": [{"role": "assistant", "content": turn.correction}],
+                "label": True,
+            }
