@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from chatbot_site.env import envbool, envfloat, envint, envlist, envstr
+from chatbot_site.env import envbool, envchoice, envfloat, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
@@ -156,9 +156,44 @@ GENERATION_MAX_CONTEXT_TOKENS = envint("GENERATION_MAX_CONTEXT_TOKENS", 384, min
 GENERATION_TEMPERATURE = envfloat("GENERATION_TEMPERATURE", 0.0, minimum=0.0)
 GENERATION_SEED = envint("GENERATION_SEED", 0)
 ENGINE_POLL_SECONDS = envfloat("ENGINE_POLL_SECONDS", 2.0, minimum=0.0)
-ENGINE_DEVICE = envstr("ENGINE_DEVICE", "auto")
+ENGINE_DEVICE = envchoice("ENGINE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 ENGINE_THREADS = envint("ENGINE_THREADS", 0, minimum=0)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a live Daphne server in tests shares the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-chatbot.sqlite3")}
+
+# --- Learning loop (see README "How the bot learns") -----------------------------
+# α: the step size of the task step and of the pull toward θ₀.
+LEARNING_RATE = envfloat("LEARNING_RATE", 3e-4, minimum=0.0)
+# λ: the strength of the pull toward θ₀ (0 = plain fine-tuning).
+LEARNING_ANCHOR_STRENGTH = envfloat("LEARNING_ANCHOR_STRENGTH", 10.0, minimum=0.0)
+# Ω's kind: l2sp (wᵢ = 1) or ewc (wᵢ = diagonal Fisher on retention data).
+LEARNING_REGULARIZER = envchoice("LEARNING_REGULARIZER", "l2sp", ("l2sp", "ewc"))
+# Whether biases and norm weights (1-D parameters) are pulled toward θ₀ too.
+LEARNING_PULL_1D_PARAMS = envbool("LEARNING_PULL_1D_PARAMS", True)
+# θ₀: "base" (the deployment's base model, no drift across rounds) or "parent".
+LEARNING_ANCHOR = envchoice("LEARNING_ANCHOR", "base", ("base", "parent"))
+# Task loss: sft_ul (likelihood + unlikelihood) or kto.
+LEARNING_LOSS = envchoice("LEARNING_LOSS", "sft_ul", ("sft_ul", "kto"))
+LEARNING_KTO_BETA = envfloat("LEARNING_KTO_BETA", 0.1, minimum=0.0)
+LEARNING_EPOCHS = envint("LEARNING_EPOCHS", 3, minimum=1)
+LEARNING_MAX_STEPS = envint("LEARNING_MAX_STEPS", 0, minimum=0)
+LEARNING_BATCH_SIZE = envint("LEARNING_BATCH_SIZE", 8, minimum=1)
+# Share of each batch taken from retention data of the base corpus (0 = no replay).
+LEARNING_REPLAY_SHARE = envfloat("LEARNING_REPLAY_SHARE", 0.25, minimum=0.0)
+LEARNING_GRAD_CLIP = envfloat("LEARNING_GRAD_CLIP", 1.0, minimum=0.0)
+LEARNING_SEED = envint("LEARNING_SEED", 0)
+LEARNING_MAX_TOKENS = envint("LEARNING_MAX_TOKENS", 256, minimum=16)
+# Feedback must be approved by staff before it is used.
+LEARNING_REQUIRE_APPROVAL = envbool("LEARNING_REQUIRE_APPROVAL", False)
+# Most examples one browser session or user contributes to one run.
+LEARNING_PER_OWNER_CAP = envint("LEARNING_PER_OWNER_CAP", 20, minimum=1)
+LEARNING_HELDOUT_SHARE = envfloat("LEARNING_HELDOUT_SHARE", 0.2, minimum=0.0)
+# The periodic check queues a run when at least this much usable feedback is new.
+LEARNING_MIN_NEW_FEEDBACK = envint("LEARNING_MIN_NEW_FEEDBACK", 20, minimum=1)
+# Gate: retention perplexity may rise by at most this share over the parent's.
+LEARNING_MAX_PERPLEXITY_RISE = envfloat("LEARNING_MAX_PERPLEXITY_RISE", 0.05, minimum=0.0)
+# A running run with no progress for this long is taken as dead (its worker was killed).
+LEARNING_STALE_RUN_MINUTES = envint("LEARNING_STALE_RUN_MINUTES", 15, minimum=1)
+LEARNING_DEVICE = envchoice("LEARNING_DEVICE", "auto", ("auto", "cpu", "cuda"))

@@ -8,7 +8,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_it_documents_every_setting_in_env_example():
     settings_source = (ROOT / "chatbot_site" / "settings.py").read_text()
-    read = set(re.findall(r'env(?:str|bool|int|float|list)\(\s*"([A-Z_]+)"', settings_source))
+    read = set(
+        re.findall(r'env(?:str|bool|int|float|list|choice)\(\s*"([A-Z_]+)"', settings_source)
+    )
     documented = set(
         re.findall(r"^#?\s*([A-Z][A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M)
     )

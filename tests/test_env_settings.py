@@ -6,7 +6,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from chatbot_site.env import envbool, envfloat, envint, envlist
+from chatbot_site.env import envbool, envchoice, envfloat, envint, envlist
 
 
 def test_it_reads_booleans(monkeypatch):
@@ -51,3 +51,11 @@ def test_it_fails_at_start_up_on_a_bad_database_url_or_missing_secret(tmp_path):
     no_secret = subprocess.run(check, env={**env, "DEBUG": "false"}, capture_output=True, text=True)
     assert no_secret.returncode != 0
     assert "SECRET_KEY must be set" in no_secret.stderr
+
+
+def test_it_refuses_a_value_outside_the_choices(monkeypatch):
+    monkeypatch.setenv("X_KIND", "ewc ")
+    assert envchoice("X_KIND", "l2sp", ("l2sp", "ewc")) == "ewc"
+    monkeypatch.setenv("X_KIND", "l3sp")
+    with pytest.raises(ImproperlyConfigured, match="X_KIND must be one of l2sp, ewc"):
+        envchoice("X_KIND", "l2sp", ("l2sp", "ewc"))
