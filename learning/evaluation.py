@@ -1,0 +1,139 @@
+"""What the gate measures on a model: feedback margin, retention perplexity, the golden set."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from learning.examples import TrainingExample, encode_turn
+from learning.losses import collate, token_logprobs
+
+Encoded = tuple[tuple[int, ...], tuple[int, ...], int]
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    question: str
+    expected_answer: str
+    required_facts: tuple[str, ...]
+
+
+def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], *, max_tokens: int) -> list[Encoded]:
+    """(question, answer) pairs as single-turn (prompt ids, reply ids, +1) triples."""
+    encoded = []
+    for question, answer in pairs:
+        prompt, reply = encode_turn(
+            tokenizer, [{"role": "user", "content": question}], answer, max_tokens=max_tokens
+        )
+        encoded.append((prompt, reply, 1))
+    return encoded
+
+
+@torch.no_grad()
+def reply_logprob_sums(
+    model: torch.nn.Module,
+    encoded: Sequence[Encoded],
+    *,
+    pad_id: int,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ log p over each reply's tokens, and each reply's token count."""
+    was_training = model.training
+    model.eval()
+    sums, counts = [], []
+    for start in range(0, len(encoded), batch_size):
+        batch = collate(encoded[start : start + batch_size], pad_id).to(device)
+        logps, mask = token_logprobs(model, batch)
+        sums.append((logps * mask).sum(dim=1).float().cpu())
+        counts.append(mask.sum(dim=1).cpu())
+    model.train(was_training)
+    if not sums:
+        return torch.zeros(0), torch.zeros(0)
+    return torch.cat(sums), torch.cat(counts)
+
+
+def perplexity(model, encoded: Sequence[Encoded], *, pad_id: int, device="cpu") -> float:
+    """exp(mean negative log-likelihood per reply token)."""
+    sums, counts = reply_logprob_sums(model, encoded, pad_id=pad_id, device=device)
+    total = float(counts.sum())
+    return math.exp(-float(sums.sum()) / total) if total else float("nan")
+
+
+def feedback_margin(
+    model, examples: Sequence[TrainingExample], *, pad_id: int, device="cpu"
+) -> float | None:
+    """Mean per-token log-likelihood of desirable replies minus that of undesirable ones.
+
+    With only one kind present, the margin is that kind's mean (negated for undesirable), so
+    a model that raises good replies or lowers bad ones still scores higher.
+    """
+    if not examples:
+        return None
+    encoded = [(e.prompt_ids, e.reply_ids, e.label) for e in examples]
+    sums, counts = reply_logprob_sums(model, encoded, pad_id=pad_id, device=device)
+    per_token = sums / counts.clamp(min=1)
+    labels = torch.tensor([e.label for e in examples])
+    good, bad = per_token[labels > 0], per_token[labels < 0]
+    good_mean = float(good.mean()) if len(good) else 0.0
+    bad_mean = float(bad.mean()) if len(bad) else 0.0
+    return good_mean - bad_mean
+
+
+@torch.no_grad()
+def greedy_reply(model, tokenizer, question: str, *, max_new_tokens: int = 96, device="cpu") -> str:
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
+    if hasattr(prompt, "keys"):
+        prompt = prompt["input_ids"]
+    input_ids = torch.tensor([list(prompt)], device=device)
+    output = model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id
+        if tokenizer.pad_token_id is not None
+        else tokenizer.eos_token_id,
+    )
+    return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
+
+
+def states_facts(reply: str, facts: Sequence[str]) -> bool:
+    lowered = reply.lower()
+    return all(fact.lower() in lowered for fact in facts)
+
+
+def golden_metrics(
+    model, tokenizer, cases: Sequence[GoldenCase], *, max_tokens: int, device="cpu"
+) -> dict[str, float | int]:
+    """Perplexity of the expected answers, and the share of replies stating the required facts."""
+    if not cases:
+        return {"golden_count": 0}
+    encoded = encode_pairs(
+        tokenizer, [(c.question, c.expected_answer) for c in cases], max_tokens=max_tokens
+    )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    metrics: dict[str, float | int] = {
+        "golden_count": len(cases),
+        "golden_perplexity": perplexity(model, encoded, pad_id=pad_id, device=device),
+    }
+    with_facts = [c for c in cases if c.required_facts]
+    if with_facts:
+        model.eval()
+        correct = sum(
+            states_facts(
+                greedy_reply(model, tokenizer, c.question, device=device), c.required_facts
+            )
+            for c in with_facts
+        )
+        metrics["golden_fact_accuracy"] = correct / len(with_facts)
+    return metrics

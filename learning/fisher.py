@@ -1,0 +1,71 @@
+"""The diagonal Fisher information of the anchor θ₀ on retention data, for EWC.
+
+Estimated as the mean over retention examples of the squared gradient of each example's
+log-likelihood (the empirical Fisher), then normalised to mean 1 so that λ means the same for
+``l2sp`` and ``ewc``. It depends only on the anchor, so it is computed once per anchor and cached
+as a safetensors file beside the checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from learning.losses import collate, token_logprobs
+
+Encoded = tuple[tuple[int, ...], tuple[int, ...], int]
+
+
+def diagonal_fisher(
+    model: torch.nn.Module, encoded: Sequence[Encoded], *, pad_id: int, device="cpu"
+) -> dict[str, torch.Tensor]:
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    totals = [torch.zeros_like(p, dtype=torch.float32) for _, p in named]
+    model.eval()
+    for example in encoded:
+        model.zero_grad(set_to_none=True)
+        batch = collate([example], pad_id).to(device)
+        logps, mask = token_logprobs(model, batch)
+        (-(logps * mask).sum() / mask.sum().clamp(min=1)).backward()
+        grads = [
+            p.grad.float() if p.grad is not None else torch.zeros_like(t)
+            for (_, p), t in zip(named, totals, strict=True)
+        ]
+        torch._foreach_addcmul_(totals, grads, grads)
+    model.zero_grad(set_to_none=True)
+    count = max(len(encoded), 1)
+    torch._foreach_div_(totals, count)
+    mean = torch.cat([t.flatten() for t in totals]).mean().clamp(min=1e-12)
+    torch._foreach_div_(totals, mean)
+    return {name: t.cpu().contiguous() for (name, _), t in zip(named, totals, strict=True)}
+
+
+def cached_fisher(
+    cache_dir: Path,
+    anchor_name: str,
+    model: torch.nn.Module,
+    encoded: Sequence[Encoded],
+    *,
+    pad_id: int,
+    device="cpu",
+) -> dict[str, torch.Tensor]:
+    """The anchor's Fisher from the cache, computed and stored (atomically) on a miss."""
+    path = cache_dir / f"{anchor_name}.fisher.safetensors"
+    if path.exists():
+        return load_file(str(path))
+    fisher = diagonal_fisher(model, encoded, pad_id=pad_id, device=device)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-fisher-")
+    os.close(fd)
+    try:
+        save_file(fisher, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return fisher
