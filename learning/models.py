@@ -109,9 +109,13 @@ class TrainingRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(
+        max_length=200, blank=True, help_text="host:pid of the worker process running it."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("operate_learning", "Can retrain, promote and roll back models")]
         constraints = [
             # One open run at a time, in the database: a second trigger cannot queue another.
             models.UniqueConstraint(
