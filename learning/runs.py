@@ -50,9 +50,16 @@ def open_run() -> TrainingRun | None:
 
 
 def request_training_run(
-    *, trigger: str, by: Any = None, overrides: dict[str, Any] | None = None
+    *,
+    trigger: str,
+    by: Any = None,
+    overrides: dict[str, Any] | None = None,
+    enqueue: bool = True,
 ) -> tuple[TrainingRun, bool]:
-    """Queue a run unless one is open; returns (the run, whether it was created now)."""
+    """Queue a run unless one is open; returns (the run, whether it was created now).
+
+    ``enqueue=False`` leaves it to the caller to execute the run (``retrain --inline``).
+    """
     from learning.training import Hyperparameters
 
     hyperparameters = Hyperparameters.from_settings(overrides).as_dict()
@@ -63,11 +70,14 @@ def request_training_run(
                 triggered_by=by if getattr(by, "pk", None) else None,
                 hyperparameters=hyperparameters,
             )
-            transaction.on_commit(lambda: enqueue_training_run(run.pk))
+            if enqueue:
+                transaction.on_commit(lambda: enqueue_training_run(run.pk))
     except IntegrityError:
         existing = open_run()
         if existing is None:  # it finished between our insert and this read
-            return request_training_run(trigger=trigger, by=by, overrides=overrides)
+            return request_training_run(
+                trigger=trigger, by=by, overrides=overrides, enqueue=enqueue
+            )
         return existing, False
     return run, True
 
@@ -399,6 +409,22 @@ def _progress_reporter(run: TrainingRun) -> Callable[[int, int, float], None]:
         )
 
     return report
+
+
+def describe_run(run: TrainingRun) -> str:
+    """A few lines for operators: outcome, counts, gate reasons, error."""
+    lines = [f"Training run #{run.pk}: {run.get_status_display()}"]
+    if run.example_counts:
+        counts = ", ".join(f"{k} {v}" for k, v in run.example_counts.items())
+        lines.append(f"  examples: {counts}")
+    if run.result_version_id:
+        lines.append(f"  candidate: {run.result_version.name}")
+    lines.extend(f"  {reason}" for reason in run.gate_reasons)
+    if run.started_at and run.finished_at:
+        lines.append(f"  took {(run.finished_at - run.started_at).total_seconds():.1f} s")
+    if run.error:
+        lines.append(f"  error: {run.error.splitlines()[0]}")
+    return "\n".join(lines)
 
 
 # --- Operators -------------------------------------------------------------------
