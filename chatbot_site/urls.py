@@ -6,5 +6,6 @@ admin.site.site_title = "Chatbot review"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/learning/", include("learning.urls")),
     path("", include("conversations.urls")),
 ]
