@@ -25,8 +25,8 @@ def loss_curve_svg(losses: Sequence[float], *, width: int = 480, height: int = 1
         '<svg role="img" aria-label="{label}" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
         'style="background:#fff;border:1px solid #ccc;border-radius:4px">'
         "<title>{label}</title>"
-        '<text x="4" y="{top}" font-size="11" fill="#555">{high:.3f}</text>'
-        '<text x="4" y="{bottom}" font-size="11" fill="#555">{low:.3f}</text>'
+        '<text x="4" y="{top}" font-size="11" fill="#555">{high}</text>'
+        '<text x="4" y="{bottom}" font-size="11" fill="#555">{low}</text>'
         '<line x1="{pl}" y1="{py}" x2="{pl}" y2="{base}" stroke="#bbb"/>'
         '<line x1="{pl}" y1="{base}" x2="{right}" y2="{base}" stroke="#bbb"/>'
         '<polyline fill="none" stroke="#2563eb" stroke-width="1.6" points="{points}"/>'
@@ -36,8 +36,8 @@ def loss_curve_svg(losses: Sequence[float], *, width: int = 480, height: int = 1
         h=height,
         top=pad_y + 4,
         bottom=height - pad_y + 4,
-        high=high,
-        low=low,
+        high=f"{high:.3f}",
+        low=f"{low:.3f}",
         pl=pad_left,
         py=pad_y,
         base=height - pad_y,

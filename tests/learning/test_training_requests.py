@@ -1,0 +1,148 @@
+"""Requesting, claiming and recovering training runs; the operators' JSON endpoint."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.utils import timezone
+
+from learning import runs
+from learning.charts import loss_curve_svg
+from learning.models import TrainingRun
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Record what would be sent to Celery instead of sending it."""
+    sent = []
+    monkeypatch.setattr(runs, "enqueue_training_run", sent.append)
+    return sent
+
+
+@pytest.fixture
+def operator(django_user_model):
+    user = django_user_model.objects.create_user("operator", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="operate_learning"))
+    return user
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_queues_one_run_and_enqueues_it_after_commit(queued):
+    run, created = runs.request_training_run(trigger=TrainingRun.Trigger.COMMAND)
+    assert created and run.status == TrainingRun.Status.QUEUED
+    assert queued == [run.pk]
+    assert run.hyperparameters["lr"] > 0 and run.hyperparameters["regularizer"] in ("l2sp", "ewc")
+    again, created_again = runs.request_training_run(trigger=TrainingRun.Trigger.COMMAND)
+    assert (again.pk, created_again) == (run.pk, False)
+    assert queued == [run.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_triggers_at_once_queue_one_run(queued):
+    barrier = threading.Barrier(2)
+    results = []
+
+    def trigger():
+        barrier.wait()
+        try:
+            results.append(runs.request_training_run(trigger=TrainingRun.Trigger.OPERATOR))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=trigger) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert TrainingRun.objects.count() == 1
+    assert sorted(created for _, created in results) == [False, True]
+    assert len(queued) == 1
+
+
+@pytest.mark.django_db
+def test_it_refuses_unknown_or_bad_hyperparameters(queued):
+    with pytest.raises(ValueError, match="unknown hyper-parameters: nope"):
+        runs.request_training_run(trigger="command", overrides={"nope": 1})
+    with pytest.raises(ValueError, match="loss must be"):
+        runs.request_training_run(trigger="command", overrides={"loss": "dpo"})
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_run_is_claimed_once():
+    run = TrainingRun.objects.create(trigger="command")
+    assert runs.claim_run(run.pk)
+    assert not runs.claim_run(run.pk)  # a duplicate delivery while it runs does nothing
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.RUNNING and run.attempts == 1
+
+
+@pytest.mark.django_db
+def test_a_run_whose_worker_died_is_taken_over_and_starts_clean(settings, tmp_path):
+    settings.CHECKPOINT_DIR = tmp_path
+    leftover = tmp_path / ".tmp-run-1-abc"
+    run = TrainingRun.objects.create(
+        pk=1,
+        trigger="command",
+        status=TrainingRun.Status.RUNNING,
+        worker="elsewhere:1",
+        heartbeat_at=timezone.now(),
+        step=7,
+        loss_history=[1.0, 0.5],
+        attempts=1,
+    )
+    leftover.mkdir()
+    assert not runs.claim_run(run.pk)  # alive as far as we can tell
+    TrainingRun.objects.filter(pk=run.pk).update(worker=f"{runs.socket.gethostname()}:999999")
+    assert runs.claim_run(run.pk)  # that pid is gone: a redelivery takes over
+    run.refresh_from_db()
+    assert (run.attempts, run.step, run.loss_history) == (2, 0, [])
+    assert not leftover.exists()
+
+
+@pytest.mark.django_db
+def test_stale_runs_are_marked_failed(settings):
+    stale = timezone.now() - timedelta(minutes=settings.LEARNING_STALE_RUN_MINUTES + 1)
+    dead = TrainingRun.objects.create(trigger="schedule", status="running", heartbeat_at=stale)
+    assert runs.fail_stale_runs() == 1
+    dead.refresh_from_db()
+    assert dead.status == TrainingRun.Status.FAILED and "stopped reporting" in dead.error
+
+
+@pytest.mark.django_db
+def test_the_api_lets_operators_trigger_and_read_a_run(client, operator, queued):
+    client.force_login(operator)
+    response = client.post("/api/learning/runs/")
+    assert response.status_code == 202
+    run_id = response.json()["run"]["id"]
+    assert TrainingRun.objects.get(pk=run_id).triggered_by == operator
+    assert client.post("/api/learning/runs/").json() == {
+        "created": False,
+        "run": client.get(f"/api/learning/runs/{run_id}/").json(),
+    }
+    status = client.get("/api/learning/status/").json()
+    assert status["open_run"]["id"] == run_id
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_customers_and_staff_without_the_permission(
+    client, customer_user, django_user_model, queued
+):
+    assert client.post("/api/learning/runs/").status_code == 403
+    client.force_login(customer_user)
+    assert client.get("/api/learning/status/").status_code == 403
+    staff = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/api/learning/status/").status_code == 200
+    response = client.post("/api/learning/runs/")
+    assert response.status_code == 403 and "operate_learning" in response.json()["error"]
+    assert not TrainingRun.objects.exists()
+
+
+def test_the_loss_curve_is_an_accessible_svg():
+    svg = str(loss_curve_svg([2.0, 1.5, 1.0, 0.8]))
+    assert svg.startswith("<svg") and 'role="img"' in svg and "from 2.000 to 0.800" in svg
+    assert svg.count(",") >= 4
+    assert "No loss values" in str(loss_curve_svg([]))
