@@ -1,0 +1,317 @@
+"""The staff's review desk: conversations with their transcripts, and the customers' ratings.
+
+Only staff reach the admin (Django's own check). Review actions change rows through
+`conversations.review`; this module only renders and dispatches. Every list is built from a
+fixed number of queries: counts are subqueries, related rows come through select_related.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from conversations import review
+from conversations.models import Conversation, Feedback, Message
+
+RATING_ICONS = {Feedback.Rating.UP: "👍", Feedback.Rating.DOWN: "👎"}
+LIST_TEXT_CHARS = 80
+
+
+def _owner(user: object | None) -> str:
+    # The session key is a credential: never show it, not even in part.
+    return str(user) if user is not None else "anonymous session"
+
+
+def _count_subquery(queryset: QuerySet, group_by: str) -> Coalesce:
+    counts = queryset.order_by().values(group_by).annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
+
+
+# --- Conversations --------------------------------------------------------------------------
+
+
+class TranscriptInline(admin.TabularInline):
+    """The conversation's messages, read-only, with the customer's rating on each bot reply."""
+
+    model = Message
+    verbose_name = "message"
+    verbose_name_plural = "transcript"
+    fields = ["created_at", "role", "text", "rating", "model_version", "first_token", "token_count"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("model_version")
+            .prefetch_related("feedback")
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        # The transcript is part of the conversation: whoever may see one sees the other.
+        return request.user.has_perm("conversations.view_conversation") or request.user.has_perm(
+            "conversations.change_conversation"
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False
+
+    @admin.display(description="rating")
+    def rating(self, message: Message) -> str:
+        ratings = message.feedback.all()
+        if not ratings:
+            return "—" if message.role == Message.Role.ASSISTANT else ""
+        return format_html_join(
+            "",
+            '<div><a href="{}">{} {}</a>{}</div>',
+            (
+                (
+                    reverse("admin:conversations_feedback_change", args=[fb.pk]),
+                    RATING_ICONS.get(fb.rating, fb.rating),
+                    fb.get_reason_display(),
+                    " (correction)" if fb.correction else "",
+                )
+                for fb in ratings
+            ),
+        )
+
+    @admin.display(description="first token")
+    def first_token(self, message: Message) -> str:
+        ms = message.time_to_first_token_ms
+        return f"{ms:.0f} ms" if ms is not None else ""
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = [
+        "short_id",
+        "owner",
+        "message_count",
+        "thumbs_up",
+        "thumbs_down",
+        "created_at",
+        "updated_at",
+        "status",
+    ]
+    list_filter = ["status", "created_at"]
+    list_select_related = ["user"]
+    search_fields = ["messages__text"]
+    search_help_text = "Search the text of the conversation's messages."
+    date_hierarchy = "created_at"
+    fields = ["id", "owner", "status", "created_at", "updated_at"]
+    readonly_fields = ["id", "owner", "created_at", "updated_at"]
+    inlines = [TranscriptInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        pk = OuterRef("pk")
+        ratings = Feedback.objects.filter(conversation=pk)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_messages=_count_subquery(Message.objects.filter(conversation=pk), "conversation"),
+                n_up=_count_subquery(ratings.filter(rating=Feedback.Rating.UP), "conversation"),
+                n_down=_count_subquery(ratings.filter(rating=Feedback.Rating.DOWN), "conversation"),
+            )
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # conversations start in the chat, nowhere else
+
+    @admin.display(description="conversation", ordering="id")
+    def short_id(self, conversation: Conversation) -> str:
+        return str(conversation.id)[:8]
+
+    @admin.display(description="owner", ordering="user__username")
+    def owner(self, conversation: Conversation) -> str:
+        return _owner(conversation.user)
+
+    @admin.display(description="messages", ordering="n_messages")
+    def message_count(self, conversation: Conversation) -> int:
+        return conversation.n_messages
+
+    @admin.display(description="👍", ordering="n_up")
+    def thumbs_up(self, conversation: Conversation) -> int:
+        return conversation.n_up
+
+    @admin.display(description="👎", ordering="n_down")
+    def thumbs_down(self, conversation: Conversation) -> int:
+        return conversation.n_down
+
+
+# --- Feedback -------------------------------------------------------------------------------
+
+
+class HasCorrectionFilter(admin.SimpleListFilter):
+    title = "correction"
+    parameter_name = "has_correction"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "With a correction"), ("no", "Without")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> QuerySet[Feedback]:
+        if self.value() == "yes":
+            return queryset.exclude(correction="")
+        if self.value() == "no":
+            return queryset.filter(correction="")
+        return queryset
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    list_display = [
+        "rated_reply",
+        "question",
+        "rating_icon",
+        "reason",
+        "has_correction",
+        "review_status",
+        "model_version",
+        "created_at",
+    ]
+    list_display_links = ["rated_reply"]
+    list_filter = [
+        "rating",
+        "reason",
+        "review_status",
+        HasCorrectionFilter,
+        ("message__model_version", admin.RelatedFieldListFilter),
+        "created_at",
+    ]
+    list_select_related = ["message", "message__model_version"]
+    search_fields = ["message__text", "comment", "correction"]
+    search_help_text = "Search the rated reply, the customer's comment and the correction."
+    date_hierarchy = "created_at"
+    actions = ["approve_for_training", "reject"]
+    fieldsets = [
+        (
+            "The customer's rating",
+            {
+                "fields": [
+                    "conversation_link",
+                    "question_text",
+                    "reply_text",
+                    "model_version",
+                    "rating_icon",
+                    "reason",
+                    "comment",
+                    "owner",
+                    "created_at",
+                ]
+            },
+        ),
+        ("Review", {"fields": ["correction", "review_status", "reviewer", "reviewed_at"]}),
+    ]
+    readonly_fields = [
+        "conversation_link",
+        "question_text",
+        "reply_text",
+        "model_version",
+        "rating_icon",
+        "reason",
+        "comment",
+        "owner",
+        "created_at",
+        "reviewer",
+        "reviewed_at",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Feedback]:
+        # The customer's question just before the rated reply: one indexed lookup per row shown.
+        question = (
+            Message.objects.filter(
+                conversation=OuterRef("message__conversation"),
+                role=Message.Role.USER,
+                created_at__lte=OuterRef("message__created_at"),
+            )
+            .order_by("-created_at", "-id")
+            .values("text")[:1]
+        )
+        return super().get_queryset(request).annotate(question=Subquery(question))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # ratings come from customers, in the chat
+
+    def save_model(self, request: HttpRequest, obj: Feedback, form: object, change: bool) -> None:
+        # Only the staff's columns are written, through the review service; the customer's
+        # columns are never saved from here, so a concurrent re-rating is not overwritten.
+        changed = form.changed_data
+        status = form.cleaned_data["review_status"]
+        if "correction" in changed:
+            review.set_correction(
+                obj,
+                form.cleaned_data["correction"],
+                request.user,
+                review_status=status if "review_status" in changed else None,
+            )
+        elif "review_status" in changed:
+            review.set_review_status([obj.pk], status, request.user)
+        obj.refresh_from_db()
+
+    @admin.action(description="Approve for training", permissions=["change"])
+    def approve_for_training(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
+        n = review.approve_feedback(queryset, request.user)
+        self.message_user(request, f"Approved {n} rating(s) for training.", messages.SUCCESS)
+
+    @admin.action(description="Reject", permissions=["change"])
+    def reject(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
+        n = review.reject_feedback(queryset, request.user)
+        self.message_user(request, f"Rejected {n} rating(s).", messages.SUCCESS)
+
+    @admin.display(description="rated reply", ordering="message__text")
+    def rated_reply(self, feedback: Feedback) -> str:
+        return Truncator(feedback.message.text).chars(LIST_TEXT_CHARS)
+
+    @admin.display(description="customer asked")
+    def question(self, feedback: Feedback) -> str:
+        url = reverse("admin:conversations_conversation_change", args=[feedback.conversation_id])
+        text = Truncator(getattr(feedback, "question", None) or "(conversation)").chars(
+            LIST_TEXT_CHARS
+        )
+        return format_html('<a href="{}">{}</a>', url, text)
+
+    @admin.display(description="rating", ordering="rating")
+    def rating_icon(self, feedback: Feedback) -> str:
+        icon = RATING_ICONS.get(feedback.rating, feedback.rating)
+        return f"{icon} {feedback.get_rating_display()}"
+
+    @admin.display(description="correction", boolean=True)
+    def has_correction(self, feedback: Feedback) -> bool:
+        return bool(feedback.correction)
+
+    @admin.display(description="model version", ordering="message__model_version__name")
+    def model_version(self, feedback: Feedback) -> str:
+        version = feedback.message.model_version
+        return version.name if version else "—"
+
+    @admin.display(description="conversation")
+    def conversation_link(self, feedback: Feedback) -> str:
+        url = reverse("admin:conversations_conversation_change", args=[feedback.conversation_id])
+        return format_html('<a href="{}">{}</a>', url, str(feedback.conversation_id)[:8])
+
+    @admin.display(description="customer asked")
+    def question_text(self, feedback: Feedback) -> str:
+        return getattr(feedback, "question", None) or "—"
+
+    @admin.display(description="rated reply")
+    def reply_text(self, feedback: Feedback) -> str:
+        return feedback.message.text
+
+    @admin.display(description="rated by")
+    def owner(self, feedback: Feedback) -> str:
+        return _owner(feedback.user)
