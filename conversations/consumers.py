@@ -1,5 +1,231 @@
+"""The chat websocket (`/ws/chat/`): speaks the protocol of DESIGN.md, nothing more.
+
+Frames are decoded and validated in `conversations.protocol`, the rules live in
+`conversations.services`; this module moves frames, runs each reply as a background task and
+turns every failure into an `error` frame, so no exception closes the socket with 1011.
+
+A reply's generation is a detached asyncio task kept alive by `_REPLY_TASKS`, not a child of
+the consumer: when the client goes away mid-reply, Channels stops the consumer, but the
+generation runs to its end and the reply is stored all the same; its sends are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from conversations import protocol, services
+from conversations.protocol import ProtocolError
+from learning import serving
+
+if TYPE_CHECKING:
+    from learning.serving import ActiveVersion
+
+logger = logging.getLogger(__name__)
+
+# Close codes for a refused `?conversation=`: the socket is accepted first and then closed,
+# because a handshake refused before `accept` reaches browsers as a bare HTTP 403.
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_SERVER_ERROR = 1011
+
+UNAVAILABLE = "The assistant is unavailable right now; please try again later."
+UNEXPECTED = "Something went wrong on our side; please try again."
+
+# Strong references to running replies: asyncio keeps only weak ones, and a reply must outlive
+# the connection that asked for it.
+_REPLY_TASKS: set[asyncio.Task[None]] = set()
+
+
+async def wait_for_replies() -> None:
+    """Wait until every reply being generated in this process is stored (tests, shutdown)."""
+    while _REPLY_TASKS:
+        await asyncio.gather(*_REPLY_TASKS, return_exceptions=True)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
-    """Placeholder; implemented in conversations/consumers.py by the protocol work."""
+    owner: services.Owner
+    conversation_id: uuid.UUID | None
+
+    async def connect(self) -> None:
+        self.conversation_id = None
+        self.disconnected = False
+        self.reply_task: asyncio.Task[None] | None = None
+        self.feedback_times: deque[float] = deque()
+        await self.accept()
+        try:
+            self.owner = await self._resolve_owner()
+            query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+            requested = query.get("conversation", [None])[0]
+            conversation = await database_sync_to_async(services.do_open_conversation)(
+                self.owner, requested
+            )
+            self.conversation_id = conversation.pk
+            messages = await database_sync_to_async(services.conversation_history)(
+                conversation.pk, self.owner
+            )
+        except services.ConversationForbidden:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        except services.ConversationNotFound:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        except Exception:
+            logger.exception("chat connect failed")
+            await self.close(code=CLOSE_SERVER_ERROR)
+            return
+        await self._send_frame(
+            {"type": "conversation", "conversation": str(conversation.pk), "messages": messages}
+        )
+
+    async def disconnect(self, code: int) -> None:
+        # The reply task, if any, keeps running: it stores the reply and sends nothing more.
+        self.disconnected = True
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.conversation_id is None:
+            return  # refused at connect; the close is on its way
+        try:
+            frame_type, payload = protocol.decode_frame(text_data, bytes_data)
+            if frame_type == "ping":
+                await self._send_frame({"type": "pong"})
+            elif frame_type == "user_message":
+                await self._receive_user_message(payload)
+            elif frame_type == "feedback":
+                await self._receive_feedback(payload)
+        except (ProtocolError, services.ChatError) as error:
+            await self._send_error(error.code, error.detail)
+        except Exception:
+            logger.exception("chat frame failed")
+            await self._send_error("busy", UNEXPECTED)
+
+    # --- user messages and replies ------------------------------------------------------
+
+    async def _receive_user_message(self, payload: dict[str, Any]) -> None:
+        frame = protocol.parse_user_message(payload)
+        if self.reply_task is not None and not self.reply_task.done():
+            raise ProtocolError("busy", "Wait for the reply before sending another message.")
+        task = asyncio.create_task(self._reply(frame.text, frame.client_id))
+        _REPLY_TASKS.add(task)
+        task.add_done_callback(_REPLY_TASKS.discard)
+        self.reply_task = task
+
+    async def _reply(self, text: str, client_id: str) -> None:
+        """Store the user's message, then generate, stream and store the reply."""
+        bot_message_id: int | None = None
+        produced: list[str] = []
+        version: ActiveVersion | None = None
+        try:
+            posted = await database_sync_to_async(services.do_post_user_message)(
+                self.conversation_id, self.owner, text, client_id
+            )
+            await self._send_frame(
+                {
+                    "type": "user_message.saved",
+                    "id": posted.user_message_id,
+                    "client_id": client_id or None,
+                }
+            )
+            if posted.bot_message_id is None:
+                return  # a repeat of a stored message: it has (or is getting) its reply already
+            bot_message_id = posted.bot_message_id
+            await self._send_frame({"type": "bot_message.start", "id": bot_message_id})
+            version = await serving.get_active_version()
+            if version is None:
+                raise services.ChatError("busy", UNAVAILABLE)
+            stream = serving.get_engine().stream_reply(version, posted.turns)
+            async for delta in stream:
+                produced.append(delta)
+                await self._send_frame(
+                    {"type": "bot_message.delta", "id": bot_message_id, "text": delta}
+                )
+            result = stream.result
+            if result.finish_reason == "error":
+                raise services.ChatError("busy", UNAVAILABLE)
+            name = await database_sync_to_async(services.do_finish_bot_message)(
+                bot_message_id,
+                text=result.text,
+                model_version_id=result.model_version_id,
+                finish_reason=result.finish_reason,
+                token_count=result.token_count,
+                time_to_first_token_ms=result.time_to_first_token_ms,
+                generation_ms=result.generation_ms,
+            )
+            end = {"type": "bot_message.end", "id": bot_message_id, "text": result.text}
+            await self._send_frame({**end, "model_version": name})
+        except services.ChatError as error:
+            await self._fail_reply(bot_message_id, produced, version)
+            await self._send_error(error.code, error.detail)
+        except Exception:
+            logger.exception("chat reply failed (message %s)", bot_message_id)
+            await self._fail_reply(bot_message_id, produced, version)
+            await self._send_error("busy", UNAVAILABLE)
+
+    async def _fail_reply(
+        self, bot_message_id: int | None, produced: list[str], version: ActiveVersion | None
+    ) -> None:
+        if bot_message_id is None:
+            return
+        try:
+            await database_sync_to_async(services.do_fail_bot_message)(
+                bot_message_id,
+                text="".join(produced),
+                model_version_id=version.id if version is not None else None,
+            )
+        except Exception:
+            logger.exception("could not end failed reply %s", bot_message_id)
+
+    # --- feedback -----------------------------------------------------------------------
+
+    async def _receive_feedback(self, payload: dict[str, Any]) -> None:
+        self._check_feedback_rate()
+        frame = protocol.parse_feedback(payload)
+        feedback = await database_sync_to_async(services.do_rate_message)(
+            self.conversation_id,
+            self.owner,
+            frame.message_id,
+            rating=frame.rating,
+            reason=frame.reason or "",
+            comment=frame.comment or "",
+            correction=frame.correction or "",
+        )
+        await self._send_frame(
+            {"type": "feedback.saved", "message_id": feedback.message_id, "rating": feedback.rating}
+        )
+
+    def _check_feedback_rate(self) -> None:
+        """At most CHAT_FEEDBACK_PER_MINUTE feedback frames per connection, valid or not."""
+        now = time.monotonic()
+        while self.feedback_times and now - self.feedback_times[0] >= 60:
+            self.feedback_times.popleft()
+        if len(self.feedback_times) >= settings.CHAT_FEEDBACK_PER_MINUTE:
+            raise ProtocolError("rate_limited", "Too many ratings; wait a minute and try again.")
+        self.feedback_times.append(now)
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    @database_sync_to_async
+    def _resolve_owner(self) -> services.Owner:
+        return services.resolve_owner(self.scope.get("user"), self.scope["session"])
+
+    async def _send_error(self, code: str, detail: str) -> None:
+        await self._send_frame({"type": "error", "code": code, "detail": detail})
+
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        """Send one frame; after the client has gone, drop it (a reply finishing unattended)."""
+        if self.disconnected:
+            return
+        try:
+            await self.send(text_data=json.dumps(frame, ensure_ascii=False))
+        except Exception:
+            logger.debug("dropped a frame for a closed chat socket", exc_info=True)

@@ -1,1 +1,62 @@
-"""Fixtures that build and activate a tiny model (filled in with the starter model work)."""
+"""Fixtures that build tiny starter models (in a second or two, once per session) and register them.
+
+``tiny_checkpoint`` answers the first few corpus intents' training questions word for word;
+it is small so that tests stay fast, not to be good.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def build_tiny_checkpoint(destination: Path, *, seed: int = 0) -> Path:
+    from learning.checkpoints import write_checkpoint
+    from learning.starter.training import StarterConfig, build_starter_model
+
+    build = build_starter_model(StarterConfig.tiny(seed=seed))
+    metadata = {
+        "name": destination.name,
+        "config": build.config.as_dict(),
+        "data_hash": build.data_hash,
+        "final_loss": build.losses[-1],
+    }
+    return write_checkpoint(build.model, build.tokenizer, destination, metadata)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Path of a tiny starter checkpoint (seed 0), built once per test session."""
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-seed-0")
+
+
+@pytest.fixture(scope="session")
+def second_tiny_checkpoint(tmp_path_factory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-seed-1", seed=1)
+
+
+@pytest.fixture
+def active_model_version(db, tiny_checkpoint):
+    """The tiny checkpoint registered as a starter ModelVersion and activated."""
+    from learning.models import ModelVersion
+    from learning.serving import forget_active_version
+    from learning.versions import activate_version, register_version
+
+    version = register_version("tiny-starter", str(tiny_checkpoint), ModelVersion.Source.STARTER)
+    version = activate_version(version, note="test fixture")
+    # Under a test transaction on_commit never runs: drop a lookup cached by an earlier test.
+    forget_active_version()
+    yield version
+    forget_active_version()
+
+
+@pytest.fixture
+def second_model_version(db, second_tiny_checkpoint):
+    """A differently seeded tiny checkpoint, registered with status ready (not active)."""
+    from learning.models import ModelVersion
+    from learning.versions import register_version
+
+    return register_version(
+        "tiny-starter-seed-1", str(second_tiny_checkpoint), ModelVersion.Source.STARTER
+    )

@@ -1,0 +1,321 @@
+"""Chat actions: who owns a conversation, posting a message, storing a reply, rating it.
+
+The websocket consumer calls these (through `database_sync_to_async`); they hold the rules.
+`check_*` functions validate and authorize, `do_*` functions change state in one transaction.
+Failures a client can act on raise `ChatError` with one of the protocol's error codes.
+
+How a bot message gets its id before it exists
+----------------------------------------------
+`bot_message.start` must carry the reply's id, so the assistant row is inserted together with
+the user's message, *pending*: empty text and `finish_reason=""`. When generation ends the
+row is filled in one UPDATE (text, model version, finish reason, timings). Ids are therefore
+stable and ordered (the reply's id is greater than its question's), and a reply is never
+half-written in the database. Pending rows are left out of the history, of the prompt and of
+ratings (`FINISHED_MESSAGES`); the admin should filter them out the same way. A generation
+that fails keeps the text produced so far with `finish_reason="error"`, or deletes the row when
+nothing was produced, so no empty bubble is ever shown. A process that dies mid-generation
+leaves a pending row behind, invisible everywhere that uses `FINISHED_MESSAGES`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from conversations.models import Conversation, Feedback, Message
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.sessions.backends.base import SessionBase
+
+Role = Message.Role
+
+# A message that can be shown, prompted with and rated: every user message, and replies
+# whose generation has ended.
+FINISHED_MESSAGES = Q(role=Role.USER) | ~Q(finish_reason="")
+# Replies that may go back into the model's prompt: failed ones are partial.
+PROMPTABLE_MESSAGES = Q(role=Role.USER) | Q(finish_reason__in=["stop", "length", "disconnected"])
+
+
+class ChatError(Exception):
+    """A refusal the client can act on; `code` is a protocol error code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class ConversationNotFound(Exception):
+    pass
+
+
+class ConversationForbidden(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who is chatting: a logged-in user, or else an anonymous browser session."""
+
+    user_id: int | None
+    session_key: str
+
+    @property
+    def key(self) -> str:
+        """The rater's identity on Feedback.owner_key."""
+        return f"user:{self.user_id}" if self.user_id is not None else f"session:{self.session_key}"
+
+    def conversations(self) -> Q:
+        """Filter for Conversation rows this owner may use."""
+        if self.user_id is not None:
+            return Q(user_id=self.user_id)
+        return Q(user__isnull=True, session_key=self.session_key)
+
+    def owns(self, conversation: Conversation) -> bool:
+        if conversation.user_id is not None:
+            return conversation.user_id == self.user_id
+        return self.user_id is None and conversation.session_key == self.session_key
+
+
+def resolve_owner(user: AbstractBaseUser | AnonymousUser | None, session: SessionBase) -> Owner:
+    """The owner of a connection; gives the session a key (a stored row) if it has none yet."""
+    if user is not None and user.is_authenticated:
+        return Owner(user_id=user.pk, session_key=session.session_key or "")
+    # Reading the session loads it, which drops a cookie's key that is not in the store.
+    session.get("_chat")
+    if not session.session_key:
+        session.save()
+    return Owner(user_id=None, session_key=session.session_key)
+
+
+def do_open_conversation(owner: Owner, conversation_id: str | None) -> Conversation:
+    """Resume the owner's conversation `conversation_id`, or start a new one when it is None.
+
+    Raises ConversationNotFound for an unknown or malformed id and ConversationForbidden for
+    somebody else's conversation.
+    """
+    if conversation_id is None:
+        if owner.user_id is not None:
+            return Conversation.objects.create(user_id=owner.user_id)
+        return Conversation.objects.create(session_key=owner.session_key)
+    try:
+        pk = uuid.UUID(conversation_id)
+    except ValueError:
+        raise ConversationNotFound(conversation_id) from None
+    conversation = Conversation.objects.filter(pk=pk).first()
+    if conversation is None:
+        raise ConversationNotFound(conversation_id)
+    if not owner.owns(conversation):
+        raise ConversationForbidden(conversation_id)
+    return conversation
+
+
+def conversation_history(conversation_id: uuid.UUID, owner: Owner) -> list[dict[str, Any]]:
+    """The `messages` of the `conversation` frame: finished messages with the owner's ratings."""
+    ratings = dict(
+        Feedback.objects.filter(
+            message__conversation_id=conversation_id, owner_key=owner.key
+        ).values_list("message_id", "rating")
+    )
+    messages = (
+        Message.objects.filter(conversation_id=conversation_id)
+        .filter(FINISHED_MESSAGES)
+        .order_by("created_at", "id")
+        .values_list("id", "role", "text")
+    )
+    return [
+        {
+            "id": pk,
+            "role": role,
+            "text": text,
+            "rating": ratings.get(pk) if role == Role.ASSISTANT else None,
+        }
+        for pk, role, text in messages
+    ]
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    """A user message stored, and the reply to write (None when the message was a repeat)."""
+
+    user_message_id: int
+    client_id: str
+    bot_message_id: int | None
+    turns: list[dict[str, str]]
+
+
+def check_message_rate(owner: Owner) -> None:
+    """At most CHAT_MESSAGES_PER_MINUTE user messages per owner, across connections/processes.
+
+    Counted in the database; two messages racing past the check together may both pass,
+    which is fine for a flood guard.
+    """
+    since = timezone.now() - timedelta(seconds=60)
+    recent = Message.objects.filter(
+        role=Role.USER,
+        created_at__gte=since,
+        conversation__in=Conversation.objects.filter(owner.conversations()),
+    ).count()
+    if recent >= settings.CHAT_MESSAGES_PER_MINUTE:
+        raise ChatError("rate_limited", "Too many messages; wait a minute and try again.")
+
+
+def check_conversation_length(conversation_id: uuid.UUID) -> None:
+    limit = settings.CHAT_MAX_CONVERSATION_MESSAGES
+    # The question and its reply both count.
+    if Message.objects.filter(conversation_id=conversation_id).count() + 2 > limit:
+        raise ChatError(
+            "too_long",
+            f"This conversation has reached its limit of {limit} messages; start a new one.",
+        )
+
+
+def _existing_message(conversation_id: uuid.UUID, client_id: str) -> PostedMessage | None:
+    if not client_id:
+        return None
+    pk = (
+        Message.objects.filter(conversation_id=conversation_id, client_id=client_id)
+        .values_list("id", flat=True)
+        .first()
+    )
+    return None if pk is None else PostedMessage(pk, client_id, None, [])
+
+
+def prompt_turns(conversation_id: uuid.UUID) -> list[dict[str, str]]:
+    """The conversation so far for the engine, oldest first (the engine cuts from the left)."""
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id)
+        .filter(PROMPTABLE_MESSAGES)
+        .order_by("created_at", "id")
+        .values_list("role", "text")
+    )
+    return [{"role": role, "content": text} for role, text in rows]
+
+
+def do_post_user_message(
+    conversation_id: uuid.UUID, owner: Owner, text: str, client_id: str = ""
+) -> PostedMessage:
+    """Store the user's message and a pending reply row; returns the prompt for the reply.
+
+    A `client_id` already used in this conversation is acknowledged with the stored message's
+    id and asks for no new reply (a client retrying after a lost acknowledgement).
+    """
+    existing = _existing_message(conversation_id, client_id)
+    if existing is not None:
+        return existing
+    check_message_rate(owner)
+    check_conversation_length(conversation_id)
+    try:
+        with transaction.atomic():
+            question = Message.objects.create(
+                conversation_id=conversation_id, role=Role.USER, text=text, client_id=client_id
+            )
+            reply = Message.objects.create(
+                conversation_id=conversation_id, role=Role.ASSISTANT, text="", finish_reason=""
+            )
+            Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now())
+    except IntegrityError:
+        # Two connections sent the same client_id at once: the other one stored it.
+        existing = _existing_message(conversation_id, client_id)
+        if existing is None:
+            raise
+        return existing
+    turns = prompt_turns(conversation_id)
+    return PostedMessage(question.pk, client_id, reply.pk, turns)
+
+
+def do_finish_bot_message(
+    bot_message_id: int,
+    *,
+    text: str,
+    model_version_id: int,
+    finish_reason: str,
+    token_count: int,
+    time_to_first_token_ms: float | None,
+    generation_ms: float | None,
+) -> str:
+    """Fill the pending reply row once its generation has ended; returns the version's name."""
+    from learning.models import ModelVersion
+
+    Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT).update(
+        text=text,
+        model_version_id=model_version_id,
+        finish_reason=finish_reason,
+        token_count=token_count,
+        time_to_first_token_ms=time_to_first_token_ms,
+        generation_ms=generation_ms,
+    )
+    return ModelVersion.objects.filter(pk=model_version_id).values_list("name", flat=True).get()
+
+
+def do_fail_bot_message(
+    bot_message_id: int, *, text: str = "", model_version_id: int | None = None
+) -> bool:
+    """End a reply whose generation failed: keep partial text as an error, or delete the row.
+
+    Returns whether a (partial) message was kept.
+    """
+    replies = Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT, finish_reason="")
+    if not text:
+        replies.delete()
+        return False
+    replies.update(
+        text=text, model_version_id=model_version_id, finish_reason=Message.FinishReason.ERROR
+    )
+    return True
+
+
+def _rateable_message(conversation_id: uuid.UUID, message_id: int) -> Message:
+    message = (
+        Message.objects.filter(pk=message_id, conversation_id=conversation_id, role=Role.ASSISTANT)
+        .exclude(finish_reason="")
+        .first()
+    )
+    if message is None:
+        raise ChatError("not_found", "No reply with this id in this conversation.")
+    return message
+
+
+def do_rate_message(
+    conversation_id: uuid.UUID,
+    owner: Owner,
+    message_id: int,
+    *,
+    rating: int,
+    reason: str = "",
+    comment: str = "",
+    correction: str = "",
+) -> Feedback:
+    """Store the owner's rating of a reply of this conversation, replacing an earlier one.
+
+    A re-rating replaces the rating with all of its fields (an absent reason, comment or
+    correction becomes empty) and sends it back to staff review: it is a new opinion, and
+    the training run that learned from the old one did not see it.
+    """
+    message = _rateable_message(conversation_id, message_id)
+    values = {
+        "conversation_id": conversation_id,
+        "user_id": owner.user_id,
+        "rating": rating,
+        "reason": reason,
+        "comment": comment,
+        "correction": correction,
+        "review_status": Feedback.ReviewStatus.PENDING,
+        "reviewer": None,
+        "reviewed_at": None,
+        "used_by_run": None,
+    }
+    with transaction.atomic():
+        # update_or_create locks the row, and retries a create that lost a race as an update.
+        feedback, _ = Feedback.objects.update_or_create(
+            message=message, owner_key=owner.key, defaults=values
+        )
+    return feedback

@@ -1,0 +1,103 @@
+"""Checkpoint directories: safetensors weights, the tokenizer and a metadata.json.
+
+A checkpoint is written into a temporary directory next to its destination and renamed into
+place in one step, so a reader never sees a half-written one and a crash leaves nothing behind
+under the final name. Loading goes through ``from_pretrained`` only: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.utils import timezone
+
+METADATA_FILE = "metadata.json"
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be written or read."""
+
+
+def write_checkpoint(
+    model: Any, tokenizer: Any, destination: str | Path, metadata: dict, *, replace: bool = False
+) -> Path:
+    """Save ``model``, ``tokenizer`` and ``metadata`` as the directory ``destination``.
+
+    Refuses to overwrite an existing directory unless ``replace``: then the old one is swapped
+    out only once the new one is complete.
+    """
+    destination = Path(destination)
+    if destination.exists() and not replace:
+        raise CheckpointError(f"Checkpoint {destination} already exists.")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        record = {"created": timezone.now().isoformat(), **metadata}
+        (staging / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+        _fsync_directory(staging)
+        if destination.exists():
+            if not replace:
+                raise CheckpointError(f"Checkpoint {destination} already exists.")
+            _swap_in(staging, destination)
+        else:
+            os.rename(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_directory(destination.parent)
+    return destination
+
+
+def _swap_in(staging: Path, destination: Path) -> None:
+    retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old.", dir=destination.parent))
+    os.rename(destination, retired / destination.name)
+    try:
+        os.rename(staging, destination)
+    except BaseException:
+        os.rename(retired / destination.name, destination)
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def checkpoint_size_bytes(path: str | Path) -> int:
+    return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file())
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
+    """(model, tokenizer) from a checkpoint directory or a hub id, in eval mode on ``device``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"Cannot load checkpoint {path}: {error}") from error
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def read_metadata(path: str | Path) -> dict:
+    file = Path(path) / METADATA_FILE
+    return json.loads(file.read_text()) if file.exists() else {}
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

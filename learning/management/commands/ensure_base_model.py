@@ -1,0 +1,39 @@
+"""Idempotent start-up step: make sure a model version is active."""
+
+from __future__ import annotations
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from learning.base_model import ensure_base_model
+from learning.checkpoints import CheckpointError
+from learning.models import ModelVersion
+
+
+class Command(BaseCommand):
+    help = (
+        "Make sure a model version is active; safe to run at every start-up. With one active, "
+        "do nothing. Otherwise, if CHATBOT_BASE_MODEL is set (a Hugging Face hub id or a local "
+        "checkpoint directory), check that it loads and activate it as a pretrained base; "
+        "else build the starter model (build_starter_model) and activate it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--tiny", action="store_true", help="build the tiny starter model (for tests, demos)"
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        def build_starter() -> ModelVersion:
+            arguments = ["--tiny"] if options["tiny"] else []
+            call_command("build_starter_model", *arguments, stdout=self.stdout)
+            return ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
+
+        try:
+            version, changed = ensure_base_model(build_starter=build_starter, log=self.stdout.write)
+        except CheckpointError as exc:
+            raise CommandError(f"CHATBOT_BASE_MODEL cannot be loaded: {exc}") from exc
+        if changed:
+            self.stdout.write(self.style.SUCCESS(f"{version.name} is now active."))
+        else:
+            self.stdout.write(f"{version.name} is already active; nothing to do.")

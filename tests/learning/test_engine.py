@@ -1,0 +1,166 @@
+"""The generation engine: streaming, determinism, version switches, a free event loop, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+
+from learning import serving
+from learning.engine import GenerationEngine, GenerationError, GenerationOptions, cut_prompt
+from learning.models import ModelVersion
+from learning.serving import ActiveVersion
+from learning.starter.corpus import load_corpus
+from learning.versions import activate_version
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def ask(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}]
+
+
+async def collect(stream) -> list[str]:
+    return [delta async for delta in stream]
+
+
+async def test_it_streams_deltas_that_add_up_to_the_reply(active_model_version):
+    intent = load_corpus().intents[0]
+    version = await serving.get_active_version()
+    assert version == ActiveVersion(
+        active_model_version.pk, active_model_version.name, active_model_version.checkpoint_path
+    )
+
+    stream = serving.get_engine().stream_reply(version, ask(intent.questions[0]))
+    deltas = await collect(stream)
+
+    assert len(deltas) > 1 and all(deltas)
+    result = stream.result
+    assert "".join(deltas) == result.text
+    # The tiny model has learned its few training answers by heart.
+    assert result.text == intent.answer
+    assert result.model_version_id == active_model_version.pk
+    assert result.finish_reason == "stop"
+    assert result.token_count > len(deltas) - 1
+    assert 0 < result.time_to_first_token_ms <= result.generation_ms
+
+
+async def test_it_gives_the_same_reply_to_the_same_prompt(active_model_version):
+    version = await serving.get_active_version()
+    turns = ask("hello, can you help me with an order i placed")
+    engine = serving.get_engine()
+
+    first, second = engine.stream_reply(version, turns), engine.stream_reply(version, turns)
+    assert await collect(first) == await collect(second)
+    assert first.result.text == second.result.text
+
+
+async def test_it_answers_with_a_newly_activated_version(
+    active_model_version, second_model_version
+):
+    engine = serving.get_engine()
+    turns = ask(load_corpus().intents[1].questions[0])
+    before = engine.stream_reply(await serving.get_active_version(), turns)
+    await collect(before)
+
+    await database_sync_to_async(activate_version)(second_model_version, note="switch")
+    after = engine.stream_reply(await serving.get_active_version(), turns)
+    await collect(after)
+
+    assert before.result.model_version_id == active_model_version.pk
+    assert after.result.model_version_id == second_model_version.pk
+    assert engine.loaded_version.id == second_model_version.pk
+
+
+async def test_it_notices_a_version_activated_elsewhere_after_the_poll_interval(
+    active_model_version, second_model_version, settings
+):
+    settings.ENGINE_POLL_SECONDS = 0.3
+    assert (await serving.get_active_version()).id == active_model_version.pk
+
+    def switch_like_another_process() -> None:
+        ModelVersion.objects.filter(pk=active_model_version.pk).update(status="retired")
+        ModelVersion.objects.filter(pk=second_model_version.pk).update(status="active")
+
+    await database_sync_to_async(switch_like_another_process)()
+    assert (await serving.get_active_version()).id == active_model_version.pk
+    await asyncio.sleep(0.35)
+    version = await serving.get_active_version()
+    assert version.id == second_model_version.pk
+
+    stream = serving.get_engine().stream_reply(version, ask("hi"))
+    await collect(stream)
+    assert stream.result.model_version_id == second_model_version.pk
+
+
+async def test_it_keeps_the_event_loop_responsive_while_generating(tiny_checkpoint):
+    # A fresh engine: loading the checkpoint is part of the work the loop must not wait on.
+    engine = GenerationEngine(GenerationOptions(max_new_tokens=96))
+    version = ActiveVersion(1, "tiny", str(tiny_checkpoint))
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    started = time.perf_counter()
+    streams = [engine.stream_reply(version, ask(q)) for q in load_corpus().intents[0].questions]
+    for stream in streams:
+        await collect(stream)
+    busy = time.perf_counter() - started
+    done.set()
+    await ticker
+
+    assert busy > 0.2
+    assert len(gaps) > 20
+    assert max(gaps) < busy / 4
+
+
+async def test_it_raises_generation_error_when_the_checkpoint_cannot_be_loaded(
+    tmp_path, tiny_checkpoint
+):
+    engine = GenerationEngine()
+    missing = ActiveVersion(7, "gone", str(tmp_path / "no-such-checkpoint"))
+
+    stream = engine.stream_reply(missing, ask("hi"))
+    with pytest.raises(GenerationError, match="no-such-checkpoint"):
+        await collect(stream)
+    assert stream.result.finish_reason == "error"
+    assert stream.result.text == ""
+
+    good = engine.stream_reply(ActiveVersion(8, "tiny", str(tiny_checkpoint)), ask("hi"))
+    await collect(good)
+    assert good.result.finish_reason in ("stop", "length")
+
+
+async def test_it_cuts_a_long_conversation_from_the_left(tiny_checkpoint):
+    engine = GenerationEngine(GenerationOptions(max_new_tokens=16, max_context_tokens=48))
+    turns = []
+    for intent in load_corpus().intents[:4]:
+        turns += [
+            {"role": "user", "content": intent.questions[0]},
+            {"role": "assistant", "content": intent.answer},
+        ]
+    turns.append({"role": "user", "content": "and one more thing"})
+
+    stream = engine.stream_reply(ActiveVersion(1, "tiny", str(tiny_checkpoint)), turns)
+    deltas = await collect(stream)
+
+    assert stream.result.finish_reason in ("stop", "length")
+    assert stream.result.token_count <= 16
+    assert "".join(deltas) == stream.result.text
+
+
+def test_it_keeps_the_newest_prompt_tokens_and_the_bos():
+    assert cut_prompt([1, 10, 11, 12, 13], 3, bos_id=1) == [1, 12, 13]
+    assert cut_prompt([10, 11, 12, 13], 3, bos_id=1) == [11, 12, 13]
+    assert cut_prompt([1, 10, 11], 5, bos_id=1) == [1, 10, 11]
+    assert cut_prompt([1, 10, 11], 0, bos_id=1) == [11]
