@@ -7,19 +7,27 @@ fixed number of queries: counts are subqueries, related rows come through select
 
 from __future__ import annotations
 
+import io
+
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from conversations import review
 from conversations.models import Conversation, Feedback, Message
+from conversations.services import FINISHED_MESSAGES
+from learning.charts import ShareRow, share_bars_svg
+from learning.export import feedback_for_export, write_kto_jsonl
 
 RATING_ICONS = {Feedback.Rating.UP: "👍", Feedback.Rating.DOWN: "👎"}
 LIST_TEXT_CHARS = 80
+CHART_DAYS = 14
 
 
 def _owner(user: object | None) -> str:
@@ -36,7 +44,11 @@ def _count_subquery(queryset: QuerySet, group_by: str) -> Coalesce:
 
 
 class TranscriptInline(admin.TabularInline):
-    """The conversation's messages, read-only, with the customer's rating on each bot reply."""
+    """The conversation's messages, read-only, with the customer's rating on each bot reply.
+
+    Replies still being generated (or whose process died mid-generation) are left out, as
+    everywhere else that shows messages: they have no text and no final version yet.
+    """
 
     model = Message
     verbose_name = "message"
@@ -52,6 +64,7 @@ class TranscriptInline(admin.TabularInline):
         return (
             super()
             .get_queryset(request)
+            .filter(FINISHED_MESSAGES)
             .select_related("model_version")
             .prefetch_related("feedback")
         )
@@ -124,7 +137,9 @@ class ConversationAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                n_messages=_count_subquery(Message.objects.filter(conversation=pk), "conversation"),
+                n_messages=_count_subquery(
+                    Message.objects.filter(FINISHED_MESSAGES, conversation=pk), "conversation"
+                ),
                 n_up=_count_subquery(ratings.filter(rating=Feedback.Rating.UP), "conversation"),
                 n_down=_count_subquery(ratings.filter(rating=Feedback.Rating.DOWN), "conversation"),
             )
@@ -197,7 +212,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     search_fields = ["message__text", "comment", "correction"]
     search_help_text = "Search the rated reply, the customer's comment and the correction."
     date_hierarchy = "created_at"
-    actions = ["approve_for_training", "reject"]
+    actions = ["approve_for_training", "reject", "export_kto_jsonl"]
     fieldsets = [
         (
             "The customer's rating",
@@ -273,6 +288,35 @@ class FeedbackAdmin(admin.ModelAdmin):
         n = review.reject_feedback(queryset, request.user)
         self.message_user(request, f"Rejected {n} rating(s).", messages.SUCCESS)
 
+    @admin.action(description="Export as KTO JSONL", permissions=["view"])
+    def export_kto_jsonl(
+        self, request: HttpRequest, queryset: QuerySet[Feedback]
+    ) -> HttpResponse | None:
+        """Download the selection in TRL's prompt/completion/label format (rejected left out)."""
+        buffer = io.StringIO()
+        count = write_kto_jsonl(feedback_for_export(queryset), buffer)
+        if not count:
+            self.message_user(
+                request,
+                "Nothing to export: rejected feedback is never exported.",
+                messages.WARNING,
+            )
+            return None
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response = HttpResponse(buffer.getvalue(), content_type="application/jsonl; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="feedback-kto-{stamp}.jsonl"'
+        return response
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        if isinstance(response, TemplateResponse) and "cl" in (response.context_data or {}):
+            response.context_data["ratings_chart"] = daily_thumbs_up_chart(
+                response.context_data["cl"].queryset
+            )
+        return response
+
     @admin.display(description="rated reply", ordering="message__text")
     def rated_reply(self, feedback: Feedback) -> str:
         return Truncator(feedback.message.text).chars(LIST_TEXT_CHARS)
@@ -315,3 +359,16 @@ class FeedbackAdmin(admin.ModelAdmin):
     @admin.display(description="rated by")
     def owner(self, feedback: Feedback) -> str:
         return _owner(feedback.user)
+
+
+def daily_thumbs_up_chart(feedback: QuerySet[Feedback], days: int = CHART_DAYS) -> str:
+    """Thumbs-up share per day over the latest `days` days that have ratings, in one query."""
+    selected = Feedback.objects.filter(pk__in=feedback.values("pk"))
+    per_day = list(
+        selected.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(up=Count("pk", filter=Q(rating=Feedback.Rating.UP)), total=Count("pk"))
+        .order_by("-day")[:days]
+    )
+    rows = [ShareRow(row["day"].isoformat(), row["up"], row["total"]) for row in reversed(per_day)]
+    return share_bars_svg(rows, label="Thumbs-up share per day (rows matching the filters)")

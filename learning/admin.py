@@ -1,28 +1,105 @@
-"""The checkpoint registry in the admin: read-only, since versions are written by the learning code.
+"""Operating the learning loop from the admin: model versions, training runs, the golden set.
 
-Promotion and rollback are operator actions with their own checks (not here yet). What the
-admin must never do is delete the version that is answering customers.
+Rows change only through `learning.runs` (retrain, promote, roll back), the same functions the
+management commands and the JSON endpoint call; this module renders pages and dispatches.
+Operator actions need the `learning.operate_learning` permission on top of staff status;
+everyone else gets 403. What the admin must never do is delete the version that is
+answering customers, or edit a training run's record.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
-from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.utils.html import format_html
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
 
-from learning.models import ModelVersion
+from conversations.models import Feedback
+from learning import runs
+from learning.charts import ShareRow, loss_curve_svg, metric_trend_svg, share_bars_svg
+from learning.models import GoldenExample, ModelVersion, TrainingRun
+
+OPERATE = "learning.operate_learning"
 
 STATUS_COLOURS = {
     ModelVersion.Status.ACTIVE: "#1e7e34",
     ModelVersion.Status.READY: "#1f5f99",
-    ModelVersion.Status.RETIRED: "#6c757d",
+    ModelVersion.Status.RETIRED: "#5c636a",
     ModelVersion.Status.REJECTED: "#b02a37",
 }
+RUN_STATUS_COLOURS = {
+    TrainingRun.Status.QUEUED: "#5c636a",
+    TrainingRun.Status.RUNNING: "#1f5f99",
+    TrainingRun.Status.SUCCEEDED: "#1e7e34",
+    TrainingRun.Status.REJECTED: "#8a4b00",
+    TrainingRun.Status.FAILED: "#b02a37",
+}
 SUMMARY_ITEMS = 4
+CHART_VERSIONS = 30
+
+# Metrics the learning code writes, in the order and words an operator reads them.
+METRIC_LABELS = {
+    "heldout_margin": "Held-out feedback margin (higher is better)",
+    "heldout_count": "Held-out feedback examples",
+    "retention_perplexity": "Retention perplexity (lower is better)",
+    "golden_fact_accuracy": "Golden set: answers with the required facts",
+    "golden_perplexity": "Golden set perplexity (lower is better)",
+    "golden_count": "Golden examples",
+    "final_loss": "Final training loss",
+    "train_seconds": "Training time (s)",
+    "seconds_total": "Run time, trigger to decision (s)",
+}
+TREND_METRICS = [
+    ("retention_perplexity", "Retention perplexity", "lower"),
+    ("heldout_margin", "Held-out margin", "higher"),
+    ("golden_fact_accuracy", "Golden facts stated", "higher"),
+]
+
+
+def can_operate(request: HttpRequest) -> bool:
+    """Retrain, promote and roll back: staff with the operate_learning permission."""
+    user = request.user
+    return bool(user.is_active and user.is_staff and user.has_perm(OPERATE))
+
+
+def _badge(colour: str, text: str) -> SafeString:
+    # White on these colours is at least 4.5:1 (WCAG AA for small bold text).
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 8px;border-radius:8px;'
+        'font-weight:bold;white-space:nowrap">{}</span>',
+        colour,
+        text,
+    )
+
+
+def _format_value(key: str, value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "—"}[value]
+    if key.endswith("accuracy") and isinstance(value, int | float):
+        return f"{value:.0%}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _ordered_keys(*dicts: dict) -> list[str]:
+    keys = [k for k in METRIC_LABELS if any(k in d for d in dicts)]
+    return keys + sorted({k for d in dicts for k in d} - set(keys))
 
 
 def summarize_metrics(metrics: object, limit: int = SUMMARY_ITEMS) -> str:
@@ -37,6 +114,81 @@ def summarize_metrics(metrics: object, limit: int = SUMMARY_ITEMS) -> str:
     if len(parts) > limit:
         parts = [*parts[:limit], "…"]
     return ", ".join(parts)
+
+
+def metrics_table(metrics: dict, *, caption: str) -> SafeString:
+    """Metrics as a two-column table with readable names."""
+    if not metrics:
+        return format_html('<p class="help">{}</p>', "No metrics recorded.")
+    rows = format_html_join(
+        "",
+        '<tr><th scope="row">{}</th><td>{}</td></tr>',
+        (
+            (METRIC_LABELS.get(key, key), _format_value(key, metrics[key]))
+            for key in _ordered_keys(metrics)
+        ),
+    )
+    return format_html(
+        '<table class="metrics-table"><caption>{}</caption>'
+        '<thead><tr><th scope="col">metric</th><th scope="col">value</th></tr></thead>'
+        "<tbody>{}</tbody></table>",
+        caption,
+        rows,
+    )
+
+
+def before_after_table(before: dict, after: dict) -> SafeString:
+    """The parent's and the candidate's metrics side by side, with the change."""
+    if not before and not after:
+        return format_html('<p class="help">{}</p>', "Not measured yet.")
+
+    def change(key: str) -> str:
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, bool) or isinstance(b, bool):
+            return ""
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            return f"{b - a:+.4g}"
+        return ""
+
+    rows = format_html_join(
+        "",
+        '<tr><th scope="row">{}</th><td>{}</td><td>{}</td><td>{}</td></tr>',
+        (
+            (
+                METRIC_LABELS.get(key, key),
+                _format_value(key, before[key]) if key in before else "—",
+                _format_value(key, after[key]) if key in after else "—",
+                change(key),
+            )
+            for key in _ordered_keys(before, after)
+        ),
+    )
+    return format_html(
+        '<table class="metrics-table"><caption>{}</caption><thead><tr>'
+        '<th scope="col">metric</th><th scope="col">parent (before)</th>'
+        '<th scope="col">candidate (after)</th><th scope="col">change</th>'
+        "</tr></thead><tbody>{}</tbody></table>",
+        "Measured side by side on the same held-out, retention and golden data",
+        rows,
+    )
+
+
+def _count_subquery(queryset: QuerySet, group_by: str) -> Coalesce:
+    counts = queryset.order_by().values(group_by).annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
+
+
+def with_rating_counts(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
+    """Annotate each version with how many of its replies were rated, and rated up."""
+    ratings = Feedback.objects.filter(message__model_version=OuterRef("pk"))
+    group = "message__model_version"
+    return versions.annotate(
+        n_rated=_count_subquery(ratings, group),
+        n_up=_count_subquery(ratings.filter(rating=Feedback.Rating.UP), group),
+    )
+
+
+# --- Model versions ---------------------------------------------------------------------------
 
 
 @admin.action(description="Delete selected model versions (never the active one)")
@@ -56,6 +208,16 @@ def delete_selected(
 delete_selected.allowed_permissions = ("delete",)
 
 
+class ActivationForm(forms.Form):
+    note = forms.CharField(
+        label="Why? (recorded with your name)",
+        max_length=400,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="For example: “the gate was too strict on golden perplexity” or “v7 gives "
+        "wrong refund answers”.",
+    )
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = [
@@ -65,6 +227,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "parent",
         "created_at",
         "activated_at",
+        "thumbs_up_share",
         "key_metrics",
     ]
     list_filter = ["status", "source"]
@@ -78,13 +241,19 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "checkpoint_path",
         "parent",
         "anchor",
+        "made_by_run",
         "created_at",
         "activated_at",
         "activated_by",
         "activation_note",
+        "thumbs_up_share",
+        "metrics_readable",
         "metrics_json",
     ]
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
+        return with_rating_counts(super().get_queryset(request))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions are registered by the learning code, which checks the checkpoint
@@ -104,20 +273,481 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         queryset.exclude(status=ModelVersion.Status.ACTIVE).delete()
 
+    # Promote / roll back -----------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/promote/",
+                view(self.promote_view),
+                name="learning_modelversion_promote",
+            ),
+            path(
+                "<path:object_id>/rollback/",
+                view(self.rollback_view),
+                name="learning_modelversion_rollback",
+            ),
+            *super().get_urls(),
+        ]
+
+    def promote_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._activation_view(request, object_id, "promote")
+
+    def rollback_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._activation_view(request, object_id, "rollback")
+
+    def _activation_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
+        if not can_operate(request):
+            raise PermissionDenied
+        version = get_object_or_404(ModelVersion, pk=object_id)
+        change_url = reverse("admin:learning_modelversion_change", args=[version.pk])
+        if version.status == ModelVersion.Status.ACTIVE:
+            self.message_user(request, f"{version.name} is already active.", messages.WARNING)
+            return HttpResponseRedirect(change_url)
+        form = ActivationForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            note = form.cleaned_data["note"].strip()
+            try:
+                if kind == "rollback":
+                    runs.rollback(
+                        to=version, by=request.user, note=f"Rolled back to {version.name}: {note}"
+                    )
+                else:
+                    runs.promote_version(version, by=request.user, note=note)
+            except runs.LearningError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return HttpResponseRedirect(change_url)
+            verb = "Rolled back to" if kind == "rollback" else "Promoted"
+            self.log_change(request, version, f"{verb} {version.name}: {note}")
+            self.message_user(
+                request,
+                f"{verb} {version.name}: it answers the next message in every web process.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(change_url)
+        run = version.training_runs.order_by("-pk").first()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Roll back to {version.name}?"
+            if kind == "rollback"
+            else f"Promote {version.name}?",
+            "kind": kind,
+            "version": version,
+            "active": ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first(),
+            "forced": version.status == ModelVersion.Status.REJECTED,
+            "gate_reasons": run.gate_reasons if run else [],
+            "metrics": metrics_table(version.metrics, caption=f"Metrics of {version.name}"),
+            "form": form,
+            "change_url": change_url,
+        }
+        return TemplateResponse(
+            request, "admin/learning/modelversion/confirm_activation.html", context
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        version = self.get_object(request, object_id)
+        extra: dict[str, Any] = {"can_operate": can_operate(request)}
+        if version is not None and version.status != ModelVersion.Status.ACTIVE:
+            kind = "rollback" if version.activated_at else "promote"
+            extra["activation_url"] = reverse(
+                f"admin:learning_modelversion_{kind}", args=[version.pk]
+            )
+            extra["activation_label"] = (
+                "Roll back to this version"
+                if kind == "rollback"
+                else "Force-promote (rejected by the gate)"
+                if version.status == ModelVersion.Status.REJECTED
+                else "Promote"
+            )
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    # Charts across versions --------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        if isinstance(response, TemplateResponse) and response.context_data is not None:
+            response.context_data["version_charts"] = self.version_charts()
+        return response
+
+    def version_charts(self) -> list[SafeString]:
+        """Key metrics and the thumbs-up share of the latest versions, oldest first."""
+        latest = with_rating_counts(ModelVersion.objects.order_by("-created_at", "-id"))
+        versions = list(latest[:CHART_VERSIONS])[::-1]
+        charts = []
+        for key, title, better in TREND_METRICS:
+            points = [
+                (v.name, float(v.metrics[key]))
+                for v in versions
+                if isinstance(v.metrics, dict) and isinstance(v.metrics.get(key), int | float)
+            ]
+            if points:
+                charts.append(metric_trend_svg(title, points, better=better))
+        rated = [ShareRow(v.name, v.n_up, v.n_rated) for v in versions if v.n_rated]
+        if rated:
+            charts.append(share_bars_svg(rated, label="Thumbs-up share per model version"))
+        return charts
+
+    # Columns -----------------------------------------------------------------------------
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, version: ModelVersion) -> str:
-        return format_html(
-            '<span style="background:{};color:#fff;padding:1px 8px;border-radius:8px;'
-            'font-weight:bold">{}</span>',
-            STATUS_COLOURS.get(version.status, "#6c757d"),
-            version.get_status_display(),
-        )
+        return _badge(STATUS_COLOURS.get(version.status, "#5c636a"), version.get_status_display())
+
+    @admin.display(description="👍 share", ordering="n_up")
+    def thumbs_up_share(self, version: ModelVersion) -> str:
+        n_rated = getattr(version, "n_rated", 0)
+        if not n_rated:
+            return "no ratings"
+        return f"{version.n_up / n_rated:.0%} of {n_rated}"
 
     @admin.display(description="key metrics")
     def key_metrics(self, version: ModelVersion) -> str:
         return summarize_metrics(version.metrics)
 
+    @admin.display(description="training run")
+    def made_by_run(self, version: ModelVersion) -> str:
+        run = version.training_runs.order_by("-pk").first()
+        if run is None:
+            return "—"
+        url = reverse("admin:learning_trainingrun_change", args=[run.pk])
+        return format_html('<a href="{}">Run #{}</a> ({})', url, run.pk, run.get_status_display())
+
     @admin.display(description="metrics")
+    def metrics_readable(self, version: ModelVersion) -> str:
+        return metrics_table(version.metrics or {}, caption=f"Metrics of {version.name}")
+
+    @admin.display(description="raw metrics")
     def metrics_json(self, version: ModelVersion) -> str:
         pretty = json.dumps(version.metrics, indent=2, sort_keys=True, ensure_ascii=False)
-        return format_html("<pre>{}</pre>", pretty)
+        return format_html("<details><summary>JSON</summary><pre>{}</pre></details>", pretty)
+
+
+# --- Training runs ----------------------------------------------------------------------------
+
+
+def progress_html(run: TrainingRun, *, poll_url: str = "") -> SafeString:
+    """A native progress bar with its numbers written out; `poll_url` makes it live (JS)."""
+    if run.total_steps:
+        share = run.step / run.total_steps
+        bar = format_html(
+            '<progress max="{}" value="{}" aria-label="Training progress of run #{}">{}</progress>',
+            run.total_steps,
+            run.step,
+            run.pk,
+            f"{share:.0%}",
+        )
+        text = f"{run.step} / {run.total_steps} steps ({share:.0%})"
+    elif run.status in TrainingRun.OPEN_STATUSES:
+        bar = format_html('<progress aria-label="Training progress of run #{}"></progress>', run.pk)
+        text = "waiting for a worker" if run.status == TrainingRun.Status.QUEUED else "preparing"
+    else:
+        return format_html("{}", "—")
+    loss = f"loss {run.loss_history[-1]:.4g}" if run.loss_history else ""
+    return format_html(
+        '<span class="run-progress" data-status="{}"{}>{} <span data-progress-text>{}</span> '
+        "<span data-progress-loss>{}</span>"
+        '<span class="visually-hidden" role="status" aria-live="polite" data-progress-status>'
+        "</span></span>",
+        run.status,
+        format_html(' data-poll-url="{}"', poll_url) if poll_url else "",
+        bar,
+        text,
+        loss,
+    )
+
+
+def _duration(run: TrainingRun) -> str:
+    if not run.started_at:
+        return ""
+    end = run.finished_at or timezone.now()
+    seconds = int((end - run.started_at).total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    return text if run.finished_at else f"{text} so far"
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "run_label",
+        "status_badge",
+        "trigger",
+        "triggered_by",
+        "progress",
+        "examples",
+        "gate",
+        "result_version",
+        "created_at",
+        "duration",
+    ]
+    list_display_links = ["run_label"]
+    list_filter = ["status", "trigger", "gate_passed", "created_at"]
+    list_select_related = ["triggered_by", "result_version"]
+    date_hierarchy = "created_at"
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "status_badge",
+                    "live_progress",
+                    "trigger",
+                    "triggered_by",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "duration",
+                    "worker",
+                    "attempts",
+                ]
+            },
+        ),
+        ("Loss curve", {"fields": ["loss_curve"]}),
+        (
+            "Evaluation gate",
+            {"fields": ["gate", "gate_reason_list", "metrics_side_by_side", "result_version"]},
+        ),
+        (
+            "Data and hyper-parameters",
+            {
+                "fields": [
+                    "parent",
+                    "anchor",
+                    "example_count_table",
+                    "data_hash",
+                    "hyperparameter_table",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = [
+        "status_badge",
+        "live_progress",
+        "trigger",
+        "triggered_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration",
+        "worker",
+        "attempts",
+        "loss_curve",
+        "gate",
+        "gate_reason_list",
+        "metrics_side_by_side",
+        "result_version",
+        "parent",
+        "anchor",
+        "example_count_table",
+        "data_hash",
+        "hyperparameter_table",
+        "error_text",
+    ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: TrainingRun | None = None) -> list:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None and obj.error:
+            fieldsets.insert(1, ("Error", {"fields": ["error_text"]}))
+        return fieldsets
+
+    # A run's record is written by the worker only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False  # feedback remembers the run that learned from it
+
+    # Retrain now -------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "retrain/",
+                self.admin_site.admin_view(self.retrain_view),
+                name="learning_trainingrun_retrain",
+            ),
+            *super().get_urls(),
+        ]
+
+    def retrain_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: queue a run now (or point at the open one). CSRF is checked by admin_view."""
+        if not can_operate(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        try:
+            run, created = runs.request_training_run(
+                trigger=TrainingRun.Trigger.OPERATOR, by=request.user
+            )
+        except (runs.LearningError, ValueError) as exc:
+            self.message_user(request, f"No run was queued: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:learning_trainingrun_changelist"))
+        if created:
+            self.log_addition(request, run, "Queued from the admin (Retrain now)")
+            self.message_user(request, f"Run #{run.pk} queued.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"Run #{run.pk} is already {run.status}.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:learning_trainingrun_change", args=[run.pk]))
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        extra = {"can_operate": can_operate(request), "open_run": runs.open_run()}
+        return super().changelist_view(request, {**extra, **(extra_context or {})})
+
+    # Columns and fields ------------------------------------------------------------------
+
+    @admin.display(description="run", ordering="id")
+    def run_label(self, run: TrainingRun) -> str:
+        return f"#{run.pk}"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, run: TrainingRun) -> str:
+        return _badge(RUN_STATUS_COLOURS.get(run.status, "#5c636a"), run.get_status_display())
+
+    @admin.display(description="progress")
+    def progress(self, run: TrainingRun) -> str:
+        return progress_html(run)
+
+    @admin.display(description="progress")
+    def live_progress(self, run: TrainingRun) -> str:
+        poll_url = ""
+        if run.status in TrainingRun.OPEN_STATUSES:
+            poll_url = reverse("learning:training-run", args=[run.pk])
+        return progress_html(run, poll_url=poll_url)
+
+    @admin.display(description="examples")
+    def examples(self, run: TrainingRun) -> str:
+        counts = run.example_counts or {}
+        if not counts:
+            return "—"
+        return f"{counts.get('train', 0)} train / {counts.get('heldout', 0)} held out"
+
+    @admin.display(description="gate", ordering="gate_passed")
+    def gate(self, run: TrainingRun) -> str:
+        return {True: "✔ passed", False: "✘ failed", None: "—"}[run.gate_passed]
+
+    @admin.display(description="time")
+    def duration(self, run: TrainingRun) -> str:
+        return _duration(run) or "—"
+
+    @admin.display(description="loss per step")
+    def loss_curve(self, run: TrainingRun) -> str:
+        return loss_curve_svg(run.loss_history or [])
+
+    @admin.display(description="gate reasons")
+    def gate_reason_list(self, run: TrainingRun) -> str:
+        if not run.gate_reasons:
+            return "—"
+        return format_html(
+            '<ul class="gate-reasons">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((reason,) for reason in run.gate_reasons)),
+        )
+
+    @admin.display(description="metrics")
+    def metrics_side_by_side(self, run: TrainingRun) -> str:
+        return before_after_table(run.metrics_before or {}, run.metrics_after or {})
+
+    @admin.display(description="example counts")
+    def example_count_table(self, run: TrainingRun) -> str:
+        return metrics_table(run.example_counts or {}, caption="Examples built from feedback")
+
+    @admin.display(description="hyper-parameters")
+    def hyperparameter_table(self, run: TrainingRun) -> str:
+        return metrics_table(run.hyperparameters or {}, caption="Stored with the run")
+
+    @admin.display(description="error")
+    def error_text(self, run: TrainingRun) -> str:
+        return format_html('<pre class="run-error">{}</pre>', run.error)
+
+
+# --- Golden set -------------------------------------------------------------------------------
+
+
+class FactsField(forms.CharField):
+    """One required fact per line in the form; a JSON list in the database."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 60})
+
+    def prepare_value(self, value: Any) -> str:
+        if isinstance(value, list):
+            return "\n".join(str(fact) for fact in value)
+        if isinstance(value, str) and value.startswith("["):
+            try:
+                return "\n".join(json.loads(value))
+            except (ValueError, TypeError):
+                return value
+        return value or ""
+
+    def to_python(self, value: Any) -> list[str]:
+        text = super().to_python(value)
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class GoldenExampleForm(forms.ModelForm):
+    required_facts = FactsField(
+        required=False,
+        label="Required facts",
+        help_text="One short phrase per line; a correct reply must contain each of them "
+        "(case-insensitive). Leave empty to judge by the expected answer's likelihood only.",
+    )
+
+    class Meta:
+        model = GoldenExample
+        fields = ["question", "expected_answer", "required_facts", "is_active"]
+        widgets = {
+            "question": forms.Textarea(attrs={"rows": 2, "cols": 60}),
+            "expected_answer": forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        }
+
+
+@admin.register(GoldenExample)
+class GoldenExampleAdmin(admin.ModelAdmin):
+    form = GoldenExampleForm
+    list_display = ["short_question", "short_answer", "facts", "is_active", "updated_at"]
+    list_editable = ["is_active"]
+    list_filter = ["is_active"]
+    search_fields = ["question", "expected_answer", "required_facts"]
+    search_help_text = "Search the questions, expected answers and required facts."
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+    actions = ["activate", "deactivate"]
+
+    def save_model(self, request: HttpRequest, obj: GoldenExample, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Use in the gate", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset: QuerySet[GoldenExample]) -> None:
+        n = queryset.filter(is_active=False).update(is_active=True)
+        self.message_user(request, f"{n} golden example(s) now used by the gate.", messages.SUCCESS)
+
+    @admin.action(description="Stop using in the gate", permissions=["change"])
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[GoldenExample]) -> None:
+        n = queryset.filter(is_active=True).update(is_active=False)
+        self.message_user(request, f"{n} golden example(s) no longer used.", messages.SUCCESS)
+
+    @admin.display(description="question", ordering="question")
+    def short_question(self, example: GoldenExample) -> str:
+        return Truncator(example.question).chars(80)
+
+    @admin.display(description="expected answer")
+    def short_answer(self, example: GoldenExample) -> str:
+        return Truncator(example.expected_answer).chars(80)
+
+    @admin.display(description="required facts")
+    def facts(self, example: GoldenExample) -> str:
+        return "; ".join(example.required_facts or []) or "—"

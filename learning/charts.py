@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import Truncator
 
 
 def loss_curve_svg(losses: Sequence[float], *, width: int = 480, height: int = 160) -> SafeString:
@@ -44,3 +47,143 @@ def loss_curve_svg(losses: Sequence[float], *, width: int = 480, height: int = 1
         right=width - pad_right,
         points=points,
     )
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    """One bar of a share chart: e.g. a model version and its thumbs-up count out of all."""
+
+    label: str
+    part: int
+    total: int
+
+    @property
+    def share(self) -> float:
+        return self.part / self.total if self.total else 0.0
+
+
+def share_bars_svg(
+    rows: Sequence[ShareRow], *, label: str, width: int = 520, label_width: int = 150
+) -> SafeString:
+    """Horizontal bars, one per row, each labelled with its share and its counts.
+
+    The numbers are also written into the picture's description, so a screen reader reads
+    the same data the bars show.
+    """
+    if not rows:
+        return format_html('<p class="help">{}</p>', "No ratings yet.")
+    row_h, pad = 22, 6
+    value_w = 110
+    bar_w = width - label_width - value_w - 2 * pad
+    height = pad * 2 + row_h * len(rows)
+    bars = format_html_join(
+        "",
+        '<text x="{lx}" y="{ty}" font-size="12" fill="#1f2937" text-anchor="end">{name}</text>'
+        '<rect x="{bx}" y="{by}" width="{bw}" height="{bh}" fill="#e5e7eb"/>'
+        '<rect x="{bx}" y="{by}" width="{fw}" height="{bh}" fill="#1d4ed8"/>'
+        '<text x="{vx}" y="{ty}" font-size="12" fill="#1f2937">{value}</text>',
+        (
+            {
+                "lx": label_width - 6,
+                "ty": pad + i * row_h + 15,
+                "name": Truncator(row.label).chars(22),
+                "bx": label_width,
+                "by": pad + i * row_h + 4,
+                "bw": bar_w,
+                "bh": row_h - 8,
+                "fw": f"{bar_w * row.share:.1f}",
+                "vx": label_width + bar_w + 8,
+                "value": f"{row.share:.0%} of {row.total}",
+            }
+            for i, row in enumerate(rows)
+        ),
+    )
+    description = "; ".join(
+        f"{row.label}: {row.share:.0%} ({row.part} of {row.total})" for row in rows
+    )
+    return format_html(
+        '<svg role="img" aria-labelledby="{id}-t {id}-d" width="{w}" height="{h}" '
+        'viewBox="0 0 {w} {h}" class="chart" style="background:#fff;border:1px solid #ccc;'
+        'border-radius:4px;max-width:100%">'
+        '<title id="{id}-t">{label}</title><desc id="{id}-d">{description}</desc>{bars}</svg>',
+        id=_chart_id(label),
+        w=width,
+        h=height,
+        label=label,
+        description=description,
+        bars=bars,
+    )
+
+
+def metric_trend_svg(
+    title: str,
+    points: Sequence[tuple[str, float]],
+    *,
+    better: str = "higher",
+    width: int = 230,
+    height: int = 90,
+) -> SafeString:
+    """A small line chart of one metric across model versions (oldest first).
+
+    ``better`` ("higher" or "lower") only goes into the caption, so the reader knows which
+    way is good; the picture itself is neutral.
+    """
+    if not points:
+        return format_html('<p class="help">{}: {}</p>', title, "no data")
+    pad_x, pad_top, pad_bottom = 8, 22, 16
+    values = [value for _, value in points]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    inner_w, inner_h = width - 2 * pad_x, height - pad_top - pad_bottom
+    step = inner_w / (len(points) - 1) if len(points) > 1 else 0.0
+    coords = [
+        (
+            pad_x + (step * i if len(points) > 1 else inner_w / 2),
+            pad_top + inner_h * (1 - (value - low) / span),
+        )
+        for i, value in enumerate(values)
+    ]
+    dots = format_html_join(
+        "",
+        '<circle cx="{}" cy="{}" r="3" fill="#1d4ed8"><title>{}: {}</title></circle>',
+        (
+            (f"{x:.1f}", f"{y:.1f}", name, _fmt(value))
+            for (x, y), (name, value) in zip(coords, points, strict=True)
+        ),
+    )
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+    description = ", ".join(f"{name} {_fmt(value)}" for name, value in points)
+    caption = f"{title} ({better} is better)"
+    return format_html(
+        '<svg role="img" aria-labelledby="{id}-t {id}-d" width="{w}" height="{h}" '
+        'viewBox="0 0 {w} {h}" class="chart" style="background:#fff;border:1px solid #ccc;'
+        'border-radius:4px">'
+        '<title id="{id}-t">{caption}</title><desc id="{id}-d">{description}</desc>'
+        '<text x="{px}" y="14" font-size="11" font-weight="bold" fill="#1f2937">{title}</text>'
+        '<text x="{px}" y="{bottom}" font-size="10" fill="#374151">{better} is better</text>'
+        '<text x="{right}" y="{bottom}" font-size="10" fill="#374151" text-anchor="end">'
+        "latest {last}</text>"
+        '<polyline fill="none" stroke="#1d4ed8" stroke-width="1.5" points="{line}"/>{dots}</svg>',
+        id=_chart_id(title),
+        w=width,
+        h=height,
+        caption=caption,
+        title=title,
+        better=better,
+        description=description,
+        px=pad_x,
+        right=width - pad_x,
+        bottom=height - 3,
+        last=_fmt(values[-1]),
+        line=line,
+        dots=dots,
+    )
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _chart_id(text: str) -> str:
+    """A stable id for aria-labelledby: several charts share one page."""
+    return "chart-" + hashlib.sha1(text.encode()).hexdigest()[:10]

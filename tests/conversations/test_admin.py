@@ -468,3 +468,29 @@ def test_it_shows_a_long_transcript_in_a_fixed_number_of_queries(
     with django_assert_max_num_queries(len(few)):
         page = admin_client.get(url).content.decode()
     assert "r19" in page
+
+
+def test_it_leaves_unfinished_replies_out_of_the_transcript_and_counts(admin_client, desk):
+    conversation = desk["mine"]
+    Message.objects.create(conversation=conversation, role="user", text="Still there?")
+    # A reply whose generation has not ended (or whose process died): finish_reason "".
+    Message.objects.create(
+        conversation=conversation, role="assistant", text="half-writ", finish_reason=""
+    )
+    Message.objects.create(
+        conversation=conversation, role="assistant", text="Partial but ended", finish_reason="error"
+    )
+
+    page = admin_client.get(
+        reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    ).content.decode()
+    rows = {
+        c.pk: c
+        for c in admin_client.get(reverse("admin:conversations_conversation_changelist"))
+        .context["cl"]
+        .result_list
+    }
+
+    assert "Still there?" in page and "Partial but ended" in page
+    assert "half-writ" not in page
+    assert rows[conversation.pk].n_messages == 6
