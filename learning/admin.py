@@ -116,8 +116,8 @@ def summarize_metrics(metrics: object, limit: int = SUMMARY_ITEMS) -> str:
     return ", ".join(parts)
 
 
-def metrics_table(metrics: dict, *, caption: str) -> SafeString:
-    """Metrics as a two-column table with readable names."""
+def metrics_table(metrics: dict, *, caption: str, header: str = "metric") -> SafeString:
+    """Metrics (or settings, counts) as a two-column table with readable names."""
     if not metrics:
         return format_html('<p class="help">{}</p>', "No metrics recorded.")
     rows = format_html_join(
@@ -130,9 +130,10 @@ def metrics_table(metrics: dict, *, caption: str) -> SafeString:
     )
     return format_html(
         '<table class="metrics-table"><caption>{}</caption>'
-        '<thead><tr><th scope="col">metric</th><th scope="col">value</th></tr></thead>'
+        '<thead><tr><th scope="col">{}</th><th scope="col">value</th></tr></thead>'
         "<tbody>{}</tbody></table>",
         caption,
+        header,
         rows,
     )
 
@@ -403,7 +404,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def status_badge(self, version: ModelVersion) -> str:
         return _badge(STATUS_COLOURS.get(version.status, "#5c636a"), version.get_status_display())
 
-    @admin.display(description="👍 share", ordering="n_up")
+    @admin.display(description="thumbs-up share", ordering="n_up")
     def thumbs_up_share(self, version: ModelVersion) -> str:
         n_rated = getattr(version, "n_rated", 0)
         if not n_rated:
@@ -435,7 +436,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 # --- Training runs ----------------------------------------------------------------------------
 
 
-def progress_html(run: TrainingRun, *, poll_url: str = "") -> SafeString:
+def progress_html(run: TrainingRun, *, poll_url: str = "", with_loss: bool = True) -> SafeString:
     """A native progress bar with its numbers written out; `poll_url` makes it live (JS)."""
     if run.total_steps:
         share = run.step / run.total_steps
@@ -452,7 +453,7 @@ def progress_html(run: TrainingRun, *, poll_url: str = "") -> SafeString:
         text = "waiting for a worker" if run.status == TrainingRun.Status.QUEUED else "preparing"
     else:
         return format_html("{}", "—")
-    loss = f"loss {run.loss_history[-1]:.4g}" if run.loss_history else ""
+    loss = f"loss {run.loss_history[-1]:.4g}" if run.loss_history and with_loss else ""
     return format_html(
         '<span class="run-progress" data-status="{}"{}>{} <span data-progress-text>{}</span> '
         "<span data-progress-loss>{}</span>"
@@ -481,8 +482,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_display = [
         "run_label",
         "status_badge",
-        "trigger",
-        "triggered_by",
+        "trigger_and_who",
         "progress",
         "examples",
         "gate",
@@ -614,13 +614,18 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def run_label(self, run: TrainingRun) -> str:
         return f"#{run.pk}"
 
+    @admin.display(description="trigger", ordering="trigger")
+    def trigger_and_who(self, run: TrainingRun) -> str:
+        who = f" ({run.triggered_by})" if run.triggered_by else ""
+        return f"{run.get_trigger_display()}{who}"
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, run: TrainingRun) -> str:
         return _badge(RUN_STATUS_COLOURS.get(run.status, "#5c636a"), run.get_status_display())
 
     @admin.display(description="progress")
     def progress(self, run: TrainingRun) -> str:
-        return progress_html(run)
+        return progress_html(run, with_loss=False)
 
     @admin.display(description="progress")
     def live_progress(self, run: TrainingRun) -> str:
@@ -663,11 +668,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="example counts")
     def example_count_table(self, run: TrainingRun) -> str:
-        return metrics_table(run.example_counts or {}, caption="Examples built from feedback")
+        return metrics_table(
+            run.example_counts or {}, caption="Examples built from feedback", header="count"
+        )
 
     @admin.display(description="hyper-parameters")
     def hyperparameter_table(self, run: TrainingRun) -> str:
-        return metrics_table(run.hyperparameters or {}, caption="Stored with the run")
+        return metrics_table(
+            run.hyperparameters or {}, caption="Stored with the run", header="setting"
+        )
 
     @admin.display(description="error")
     def error_text(self, run: TrainingRun) -> str:

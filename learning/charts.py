@@ -72,10 +72,10 @@ def share_bars_svg(
     """
     if not rows:
         return format_html('<p class="help">{}</p>', "No ratings yet.")
-    row_h, pad = 22, 6
+    row_h, pad, title_h = 22, 6, 20
     value_w = 110
     bar_w = width - label_width - value_w - 2 * pad
-    height = pad * 2 + row_h * len(rows)
+    height = pad * 2 + title_h + row_h * len(rows)
     bars = format_html_join(
         "",
         '<text x="{lx}" y="{ty}" font-size="12" fill="#1f2937" text-anchor="end">{name}</text>'
@@ -85,10 +85,10 @@ def share_bars_svg(
         (
             {
                 "lx": label_width - 6,
-                "ty": pad + i * row_h + 15,
+                "ty": pad + title_h + i * row_h + 15,
                 "name": Truncator(row.label).chars(22),
                 "bx": label_width,
-                "by": pad + i * row_h + 4,
+                "by": pad + title_h + i * row_h + 4,
                 "bw": bar_w,
                 "bh": row_h - 8,
                 "fw": f"{bar_w * row.share:.1f}",
@@ -105,11 +105,14 @@ def share_bars_svg(
         '<svg role="img" aria-labelledby="{id}-t {id}-d" width="{w}" height="{h}" '
         'viewBox="0 0 {w} {h}" class="chart" style="background:#fff;border:1px solid #ccc;'
         'border-radius:4px;max-width:100%">'
-        '<title id="{id}-t">{label}</title><desc id="{id}-d">{description}</desc>{bars}</svg>',
+        '<title id="{id}-t">{label}</title><desc id="{id}-d">{description}</desc>'
+        '<text x="{pad}" y="18" font-size="11" font-weight="bold" fill="#1f2937">{label}</text>'
+        "{bars}</svg>",
         id=_chart_id(label),
         w=width,
         h=height,
         label=label,
+        pad=pad + 2,
         description=description,
         bars=bars,
     )
