@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -509,3 +512,90 @@ def test_it_charts_the_thumbs_up_share_per_day(operator, rated):
     page = client_for(operator).get(FEEDBACK_LIST).content.decode()
 
     assert "Thumbs-up share per day" in page and "67% (2 of 3)" in page
+
+
+# --- Who gets in ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["anonymous", "customer"])
+def test_it_keeps_everyone_but_staff_out_of_the_learning_pages(client, customer_user, lineage, who):
+    if who == "customer":
+        client.force_login(customer_user)
+    run = finished_run(lineage)
+    urls = [
+        RUNS,
+        reverse("admin:learning_trainingrun_change", args=[run.pk]),
+        reverse("admin:learning_goldenexample_changelist"),
+        reverse("admin:learning_modelversion_promote", args=[lineage["v3"].pk]),
+        reverse("admin:learning_modelversion_rollback", args=[lineage["base"].pk]),
+    ]
+
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("admin:login")), url
+
+
+# --- Live progress in a real browser ----------------------------------------------------------
+
+
+def _in_other_thread(work) -> None:
+    """ORM calls while Playwright's event loop runs in this thread must go elsewhere."""
+
+    def target() -> None:
+        try:
+            work()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_running_runs_page_follows_its_progress_in_the_browser(live_server, django_user_model):
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip(f"{chromium} is missing")
+    from playwright.sync_api import expect, sync_playwright
+
+    django_user_model.objects.create_superuser("op", "op@example.com", "op-pass-123")
+    run = TrainingRun.objects.create(trigger="operator", status=TrainingRun.Status.QUEUED)
+    url = live_server.url + reverse("admin:learning_trainingrun_change", args=[run.pk])
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), args=["--no-sandbox", "--disable-background-networking"]
+        )
+        try:
+            page = browser.new_page()
+            page.goto(live_server.url + reverse("admin:login") + "?next=" + url)
+            page.get_by_label("Username").fill("op")
+            page.get_by_label("Password").fill("op-pass-123")
+            page.get_by_role("button", name="Log in").click()
+            progress = page.locator(".run-progress [data-progress-text]")
+            expect(progress).to_have_text("waiting for a worker")
+
+            _in_other_thread(
+                lambda: TrainingRun.objects.filter(pk=run.pk).update(
+                    status="running", step=7, total_steps=28, loss_history=[2.0, 1.5]
+                )
+            )
+            expect(progress).to_have_text("7 / 28 steps (25%)", timeout=10_000)
+            expect(page.locator(".run-progress [data-progress-loss]")).to_have_text("loss 1.500")
+            expect(page.get_by_role("status")).to_have_text(f"Run {run.pk} is running.")
+
+            _in_other_thread(
+                lambda: TrainingRun.objects.filter(pk=run.pk).update(
+                    status="failed", step=28, error="RuntimeError: out of memory"
+                )
+            )
+            # The page reloads itself once the run ends, to show the outcome.
+            expect(page.locator("pre.run-error")).to_have_text(
+                "RuntimeError: out of memory", timeout=10_000
+            )
+            assert "run-progress.js" not in page.content()
+        finally:
+            browser.close()
