@@ -11,6 +11,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from conversations.models import Conversation, Feedback, Message
@@ -599,3 +600,24 @@ def test_a_running_runs_page_follows_its_progress_in_the_browser(live_server, dj
             assert "run-progress.js" not in page.content()
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("url", [RUNS, VERSIONS])
+def test_it_lists_runs_and_versions_in_a_fixed_number_of_queries(
+    operator, lineage, django_assert_max_num_queries, url
+):
+    client = client_for(operator)
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    for n in range(15):
+        made = version(f"extra-{n}", metrics={"retention_perplexity": 12 + n / 10})
+        TrainingRun.objects.create(
+            trigger="operator",
+            triggered_by=operator,
+            status=TrainingRun.Status.REJECTED,
+            result_version=made,
+            gate_passed=False,
+        )
+
+    with django_assert_max_num_queries(len(few)):
+        client.get(url)
