@@ -217,7 +217,7 @@ def _execute(run: TrainingRun) -> None:
     from learning.evaluation import encode_pairs
     from learning.examples import build_examples_from_feedback
     from learning.fisher import cached_fisher
-    from learning.retention import replay_pairs
+    from learning.retention import known_intent_count, replay_pairs
     from learning.training import Hyperparameters, pick_device, planned_steps, train_candidate
     from learning.versions import get_active_version_row, register_version
 
@@ -227,6 +227,7 @@ def _execute(run: TrainingRun) -> None:
     if parent is None:
         raise LearningError("No model version is active: nothing to fine-tune.")
     anchor = anchor_for(parent, hp.anchor)
+    known = known_intent_count(anchor.checkpoint_path)  # what the base knew
     device = pick_device(settings.LEARNING_DEVICE)
     model, tokenizer = load_checkpoint(parent.checkpoint_path, device=device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -241,7 +242,7 @@ def _execute(run: TrainingRun) -> None:
     if not examples.train:
         raise LearningError("No usable feedback to learn from.")
     replay = (
-        encode_pairs(tokenizer, replay_pairs(), max_tokens=hp.max_tokens)
+        encode_pairs(tokenizer, replay_pairs(max_intents=known), max_tokens=hp.max_tokens)
         if hp.replay_share > 0
         else []
     )
@@ -266,7 +267,8 @@ def _execute(run: TrainingRun) -> None:
             settings.CHECKPOINT_DIR / "fisher",
             anchor.name,
             anchor_model,
-            replay or encode_pairs(tokenizer, replay_pairs(), max_tokens=hp.max_tokens),
+            replay
+            or encode_pairs(tokenizer, replay_pairs(max_intents=known), max_tokens=hp.max_tokens),
             pad_id=pad_id,
             device=device,
         )
@@ -283,7 +285,9 @@ def _execute(run: TrainingRun) -> None:
     if anchor_model is not model:
         del anchor_model
 
-    metrics_before = measure_model(model, tokenizer, examples.heldout, max_tokens=hp.max_tokens)
+    metrics_before = measure_model(
+        model, tokenizer, examples.heldout, max_tokens=hp.max_tokens, retention_intents=known
+    )
     _save(run, metrics_before=metrics_before, heartbeat_at=timezone.now())
 
     train_started = time.monotonic()
@@ -300,7 +304,9 @@ def _execute(run: TrainingRun) -> None:
         progress=_progress_reporter(run),
     )
     train_seconds = time.monotonic() - train_started
-    metrics_after = measure_model(model, tokenizer, examples.heldout, max_tokens=hp.max_tokens)
+    metrics_after = measure_model(
+        model, tokenizer, examples.heldout, max_tokens=hp.max_tokens, retention_intents=known
+    )
     metrics_after.update(
         {"train_seconds": round(train_seconds, 2), "final_loss": losses[-1] if losses else None}
     )
@@ -355,7 +361,9 @@ def _execute(run: TrainingRun) -> None:
         )
 
 
-def measure_model(model, tokenizer, heldout, *, max_tokens: int) -> dict[str, Any]:
+def measure_model(
+    model, tokenizer, heldout, *, max_tokens: int, retention_intents: int | None = None
+) -> dict[str, Any]:
     """The gate's metrics for one model: held-out feedback, retention, golden set."""
     from learning.evaluation import (
         GoldenCase,
@@ -369,7 +377,9 @@ def measure_model(model, tokenizer, heldout, *, max_tokens: int) -> dict[str, An
 
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    retention = encode_pairs(tokenizer, gate_retention_pairs(), max_tokens=max_tokens)
+    retention = encode_pairs(
+        tokenizer, gate_retention_pairs(max_intents=retention_intents), max_tokens=max_tokens
+    )
     cases = [
         GoldenCase(g.question, g.expected_answer, tuple(g.required_facts or ()))
         for g in GoldenExample.objects.filter(is_active=True)

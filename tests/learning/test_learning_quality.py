@@ -1,0 +1,84 @@
+"""Real training, real gate, on the tiny starter model.
+
+Consistent feedback (the corpus answers rated up, an unhelpful reply rated down with the right
+answer typed as a correction) must give a candidate the gate promotes; the same data with
+a huge step and no pull toward θ₀ must give one that forgets and is rejected for retention.
+"""
+
+import pytest
+
+from conversations.models import Conversation, Feedback, Message
+from learning.models import ModelVersion, TrainingRun
+from learning.retention import load_corpus
+from learning.runs import execute_training_run, request_training_run
+
+pytestmark = pytest.mark.django_db
+
+UNHELPFUL = "Sorry, I have no idea. Maybe ask in one of our stores?"
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_dir(settings, tmp_path):
+    settings.CHECKPOINT_DIR = tmp_path / "checkpoints"
+
+
+def store_consistent_feedback(intent_count: int = 4, per_intent: int = 8) -> int:
+    """Per question: the right answer rated up; an unhelpful reply rated down and corrected."""
+    intents = load_corpus()["intents"][:intent_count]
+    stored = 0
+    for index, intent in enumerate(intents):
+        for number, question in enumerate(intent["questions"][:per_intent]):
+            owner = f"session:quality-{index}-{number}"
+            for reply, rating in ((intent["answer"], 1), (UNHELPFUL, -1)):
+                conversation = Conversation.objects.create(session_key=owner)
+                Message.objects.create(conversation=conversation, role="user", text=question)
+                bot = Message.objects.create(
+                    conversation=conversation, role="assistant", text=reply, finish_reason="stop"
+                )
+                Feedback.objects.create(
+                    message=bot,
+                    conversation=conversation,
+                    owner_key=owner,
+                    rating=rating,
+                    correction=intent["answer"] if rating < 0 else "",
+                )
+                stored += 1
+    return stored
+
+
+def run_training(**overrides) -> TrainingRun:
+    run, created = request_training_run(
+        trigger=TrainingRun.Trigger.COMMAND, overrides=overrides, enqueue=False
+    )
+    assert created
+    finished = execute_training_run(run.pk)
+    assert finished is not None
+    assert finished.status != TrainingRun.Status.FAILED, finished.error
+    return finished
+
+
+def test_it_promotes_a_candidate_trained_on_consistent_feedback(active_model_version):
+    store_consistent_feedback()
+
+    run = run_training()
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.gate_reasons
+    assert run.gate_passed
+    assert run.metrics_after["heldout_margin"] > run.metrics_before["heldout_margin"]
+    active = ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
+    assert active == run.result_version
+    assert active.parent == active_model_version
+    assert Feedback.objects.filter(used_by_run=run).count() > 0
+
+
+def test_it_rejects_a_candidate_that_forgets_for_retention(active_model_version):
+    store_consistent_feedback()
+
+    run = run_training(lr=0.05, anchor_strength=0.0, replay_share=0.0, epochs=6)
+
+    assert run.status == TrainingRun.Status.REJECTED
+    assert not run.gate_passed
+    assert any(reason.startswith("FAIL retention") for reason in run.gate_reasons), run.gate_reasons
+    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE) == active_model_version
+    assert run.result_version.status == ModelVersion.Status.REJECTED
+    assert not Feedback.objects.filter(used_by_run=run).exists()
