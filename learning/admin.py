@@ -20,6 +20,7 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -116,32 +117,19 @@ def summarize_metrics(metrics: object, limit: int = SUMMARY_ITEMS) -> str:
     return ", ".join(parts)
 
 
-def metrics_table(metrics: dict, *, caption: str, header: str = "metric") -> SafeString:
+def metrics_table(
+    metrics: dict, *, caption: str, header: str = "metric", empty: str = "No metrics recorded."
+) -> SafeString:
     """Metrics (or settings, counts) as a two-column table with readable names."""
-    if not metrics:
-        return format_html('<p class="help">{}</p>', "No metrics recorded.")
-    rows = format_html_join(
-        "",
-        '<tr><th scope="row">{}</th><td>{}</td></tr>',
-        (
-            (METRIC_LABELS.get(key, key), _format_value(key, metrics[key]))
-            for key in _ordered_keys(metrics)
-        ),
-    )
-    return format_html(
-        '<table class="metrics-table"><caption>{}</caption>'
-        '<thead><tr><th scope="col">{}</th><th scope="col">value</th></tr></thead>'
-        "<tbody>{}</tbody></table>",
-        caption,
-        header,
-        rows,
+    rows = [(METRIC_LABELS.get(k, k), _format_value(k, metrics[k])) for k in _ordered_keys(metrics)]
+    return render_to_string(
+        "admin/learning/includes/metrics_table.html",
+        {"rows": rows, "caption": caption, "header": header, "empty": empty},
     )
 
 
 def before_after_table(before: dict, after: dict) -> SafeString:
     """The parent's and the candidate's metrics side by side, with the change."""
-    if not before and not after:
-        return format_html('<p class="help">{}</p>', "Not measured yet.")
 
     def change(key: str) -> str:
         a, b = before.get(key), after.get(key)
@@ -151,27 +139,16 @@ def before_after_table(before: dict, after: dict) -> SafeString:
             return f"{b - a:+.4g}"
         return ""
 
-    rows = format_html_join(
-        "",
-        '<tr><th scope="row">{}</th><td>{}</td><td>{}</td><td>{}</td></tr>',
+    rows = [
         (
-            (
-                METRIC_LABELS.get(key, key),
-                _format_value(key, before[key]) if key in before else "—",
-                _format_value(key, after[key]) if key in after else "—",
-                change(key),
-            )
-            for key in _ordered_keys(before, after)
-        ),
-    )
-    return format_html(
-        '<table class="metrics-table"><caption>{}</caption><thead><tr>'
-        '<th scope="col">metric</th><th scope="col">parent (before)</th>'
-        '<th scope="col">candidate (after)</th><th scope="col">change</th>'
-        "</tr></thead><tbody>{}</tbody></table>",
-        "Measured side by side on the same held-out, retention and golden data",
-        rows,
-    )
+            METRIC_LABELS.get(key, key),
+            _format_value(key, before[key]) if key in before else "—",
+            _format_value(key, after[key]) if key in after else "—",
+            change(key),
+        )
+        for key in _ordered_keys(before, after)
+    ]
+    return render_to_string("admin/learning/includes/before_after_table.html", {"rows": rows})
 
 
 def _count_subquery(queryset: QuerySet, group_by: str) -> Coalesce:
@@ -437,34 +414,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 def progress_html(run: TrainingRun, *, poll_url: str = "", with_loss: bool = True) -> SafeString:
-    """A native progress bar with its numbers written out; `poll_url` makes it live (JS)."""
+    """The run's progress bar; `poll_url` makes it follow the run live (JS)."""
     if run.total_steps:
-        share = run.step / run.total_steps
-        bar = format_html(
-            '<progress max="{}" value="{}" aria-label="Training progress of run #{}">{}</progress>',
-            run.total_steps,
-            run.step,
-            run.pk,
-            f"{share:.0%}",
-        )
-        text = f"{run.step} / {run.total_steps} steps ({share:.0%})"
+        percent = f"{run.step / run.total_steps:.0%}"
+        text = f"{run.step} / {run.total_steps} steps ({percent})"
     elif run.status in TrainingRun.OPEN_STATUSES:
-        bar = format_html('<progress aria-label="Training progress of run #{}"></progress>', run.pk)
+        percent = ""
         text = "waiting for a worker" if run.status == TrainingRun.Status.QUEUED else "preparing"
     else:
         return format_html("{}", "—")
     loss = f"loss {run.loss_history[-1]:.4g}" if run.loss_history and with_loss else ""
-    return format_html(
-        '<span class="run-progress" data-status="{}"{}>{} <span data-progress-text>{}</span> '
-        "<span data-progress-loss>{}</span>"
-        '<span class="visually-hidden" role="status" aria-live="polite" data-progress-status>'
-        "</span></span>",
-        run.status,
-        format_html(' data-poll-url="{}"', poll_url) if poll_url else "",
-        bar,
-        text,
-        loss,
-    )
+    context = {"run": run, "poll_url": poll_url, "percent": percent, "text": text, "loss": loss}
+    return render_to_string("admin/learning/includes/run_progress.html", context)
 
 
 def _duration(run: TrainingRun) -> str:
@@ -669,7 +630,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.display(description="example counts")
     def example_count_table(self, run: TrainingRun) -> str:
         return metrics_table(
-            run.example_counts or {}, caption="Examples built from feedback", header="count"
+            run.example_counts or {},
+            caption="Examples built from feedback",
+            header="count",
+            empty="Not built yet.",
         )
 
     @admin.display(description="hyper-parameters")
