@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from learning.engine import GenerationEngine
 
 
+class EngineBusy(Exception):
+    """The engine has ENGINE_MAX_QUEUE replies queued or running: a new one is refused at once.
+
+    Defined here, not in the engine, so that consumers can catch it without importing torch.
+    """
+
+
 @dataclass(frozen=True)
 class ActiveVersion:
     id: int

@@ -53,8 +53,11 @@ async def test_it_gives_the_same_reply_to_the_same_prompt(active_model_version):
     engine = serving.get_engine()
 
     first, second = engine.stream_reply(version, turns), engine.stream_reply(version, turns)
-    assert await collect(first) == await collect(second)
+    # Both run in one batch; deltas may be chunked differently (a reader that falls behind
+    # gets them joined), the text may not.
+    assert "".join(await collect(first)) == "".join(await collect(second))
     assert first.result.text == second.result.text
+    assert first.result.token_count == second.result.token_count
 
 
 async def test_it_answers_with_a_newly_activated_version(
