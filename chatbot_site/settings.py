@@ -159,6 +159,9 @@ GENERATION_SEED = envint("GENERATION_SEED", 0)
 ENGINE_POLL_SECONDS = envfloat("ENGINE_POLL_SECONDS", 2.0, minimum=0.0)
 ENGINE_DEVICE = envchoice("ENGINE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 ENGINE_THREADS = envint("ENGINE_THREADS", 0, minimum=0)
+ENGINE_MAX_BATCH = envint("ENGINE_MAX_BATCH", 32, minimum=1)
+ENGINE_BATCH_WAIT_MS = envfloat("ENGINE_BATCH_WAIT_MS", 2.0, minimum=0.0)
+ENGINE_MAX_QUEUE = envint("ENGINE_MAX_QUEUE", 256, minimum=1)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a live Daphne server in tests shares the test database.
