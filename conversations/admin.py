@@ -53,7 +53,16 @@ class TranscriptInline(admin.TabularInline):
     model = Message
     verbose_name = "message"
     verbose_name_plural = "transcript"
-    fields = ["created_at", "role", "text", "rating", "model_version", "first_token", "token_count"]
+    fields = [
+        "created_at",
+        "role",
+        "text",
+        "rating",
+        "model_version",
+        "finish_reason",
+        "first_token",
+        "token_count",
+    ]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -187,6 +196,23 @@ class HasCorrectionFilter(admin.SimpleListFilter):
         return queryset
 
 
+class LearnedFilter(admin.SimpleListFilter):
+    """Whether a promoted model has already learned from the rating (it is not used twice)."""
+
+    title = "learned from"
+    parameter_name = "learned"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "By a promoted model"), ("no", "Not yet")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> QuerySet[Feedback]:
+        if self.value() == "yes":
+            return queryset.filter(used_by_run__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(used_by_run__isnull=True)
+        return queryset
+
+
 @admin.register(Feedback)
 class FeedbackAdmin(admin.ModelAdmin):
     list_display = [
@@ -205,6 +231,7 @@ class FeedbackAdmin(admin.ModelAdmin):
         "reason",
         "review_status",
         HasCorrectionFilter,
+        LearnedFilter,
         ("message__model_version", admin.RelatedFieldListFilter),
         "created_at",
     ]
@@ -230,7 +257,10 @@ class FeedbackAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Review", {"fields": ["correction", "review_status", "reviewer", "reviewed_at"]}),
+        (
+            "Review",
+            {"fields": ["correction", "review_status", "reviewer", "reviewed_at", "learned_by"]},
+        ),
     ]
     readonly_fields = [
         "conversation_link",
@@ -244,6 +274,7 @@ class FeedbackAdmin(admin.ModelAdmin):
         "created_at",
         "reviewer",
         "reviewed_at",
+        "learned_by",
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Feedback]:
@@ -355,6 +386,13 @@ class FeedbackAdmin(admin.ModelAdmin):
     @admin.display(description="rated reply")
     def reply_text(self, feedback: Feedback) -> str:
         return feedback.message.text
+
+    @admin.display(description="learned by")
+    def learned_by(self, feedback: Feedback) -> str:
+        if feedback.used_by_run_id is None:
+            return "No promoted model has learned from this rating yet."
+        url = reverse("admin:learning_trainingrun_change", args=[feedback.used_by_run_id])
+        return format_html('<a href="{}">Training run #{}</a>', url, feedback.used_by_run_id)
 
     @admin.display(description="rated by")
     def owner(self, feedback: Feedback) -> str:

@@ -621,3 +621,20 @@ def test_it_lists_runs_and_versions_in_a_fixed_number_of_queries(
 
     with django_assert_max_num_queries(len(few)):
         client.get(url)
+
+
+def test_it_filters_feedback_by_whether_a_promoted_model_learned_from_it(operator, rated, lineage):
+    run = finished_run(lineage)
+    Feedback.objects.filter(pk=rated["up"].pk).update(used_by_run=run)
+    client = client_for(operator)
+
+    learned = client.get(FEEDBACK_LIST, {"learned": "yes"}).context["cl"].result_list
+    not_yet = client.get(FEEDBACK_LIST, {"learned": "no"}).context["cl"].result_list
+    page = client.get(
+        reverse("admin:conversations_feedback_change", args=[rated["up"].pk])
+    ).content.decode()
+
+    assert [fb.pk for fb in learned] == [rated["up"].pk]
+    assert {fb.pk for fb in not_yet} == {rated["down"].pk, rated["rejected"].pk}
+    run_url = reverse("admin:learning_trainingrun_change", args=[run.pk])
+    assert f'<a href="{run_url}">Training run #{run.pk}</a>' in page
