@@ -5,8 +5,10 @@ Frames are decoded and validated in `conversations.protocol`, the rules live in
 turns every failure into an `error` frame, so no exception closes the socket with 1011.
 
 A reply's generation is a detached asyncio task kept alive by `_REPLY_TASKS`, not a child of
-the consumer: when the client goes away mid-reply, Channels stops the consumer, but the
-generation runs to its end and the reply is stored all the same; its sends are dropped.
+the consumer: when the client goes away mid-reply, Channels stops the consumer, the engine is
+told to stop generating (the sequence leaves its batch at the next step), and the task still
+stores the text produced so far with finish reason `disconnected`; its sends are dropped.
+When the engine's queue is full the message is kept and answered `busy` at once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from conversations.protocol import ProtocolError
 from learning import serving
 
 if TYPE_CHECKING:
+    from learning.engine import ReplyStream
     from learning.serving import ActiveVersion
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ CLOSE_SERVER_ERROR = 1011
 
 UNAVAILABLE = "The assistant is unavailable right now; please try again later."
 UNEXPECTED = "Something went wrong on our side; please try again."
+BUSY = "The assistant is answering many customers right now; please try again in a moment."
 
 # Strong references to running replies: asyncio keeps only weak ones, and a reply must outlive
 # the connection that asked for it.
@@ -61,6 +65,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conversation_id = None
         self.disconnected = False
         self.reply_task: asyncio.Task[None] | None = None
+        self.reply_stream: ReplyStream | None = None
         self.feedback_times: deque[float] = deque()
         await self.accept()
         try:
@@ -89,8 +94,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
-        # The reply task, if any, keeps running: it stores the reply and sends nothing more.
+        # The reply task, if any, keeps running: the engine stops generating at its next step,
+        # and the task stores the text produced so far (finish reason `disconnected`).
         self.disconnected = True
+        if self.reply_stream is not None:
+            self.reply_stream.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.conversation_id is None:
@@ -139,11 +147,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if posted.bot_message_id is None:
                 return  # a repeat of a stored message: it has (or is getting) its reply already
             bot_message_id = posted.bot_message_id
-            await self._send_frame({"type": "bot_message.start", "id": bot_message_id})
             version = await serving.get_active_version()
             if version is None:
                 raise services.ChatError("busy", UNAVAILABLE)
+            # Raises EngineBusy at once when the engine's queue is full: no reply is announced.
             stream = serving.get_engine().stream_reply(version, posted.turns)
+            self.reply_stream = stream
+            if self.disconnected:
+                stream.cancel()  # gone before generation started: nothing will be produced
+            await self._send_frame({"type": "bot_message.start", "id": bot_message_id})
             async for delta in stream:
                 produced.append(delta)
                 await self._send_frame(
@@ -152,6 +164,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             result = stream.result
             if result.finish_reason == "error":
                 raise services.ChatError("busy", UNAVAILABLE)
+            if not result.text and result.finish_reason == "disconnected":
+                await self._fail_reply(bot_message_id, [], version)  # no empty reply is kept
+                return
             name = await database_sync_to_async(services.do_finish_bot_message)(
                 bot_message_id,
                 text=result.text,
@@ -163,6 +178,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             end = {"type": "bot_message.end", "id": bot_message_id, "text": result.text}
             await self._send_frame({**end, "model_version": name})
+        except serving.EngineBusy:
+            await self._fail_reply(bot_message_id, [], version)
+            await self._send_error("busy", BUSY)
         except services.ChatError as error:
             await self._fail_reply(bot_message_id, produced, version)
             await self._send_error(error.code, error.detail)
@@ -170,6 +188,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.exception("chat reply failed (message %s)", bot_message_id)
             await self._fail_reply(bot_message_id, produced, version)
             await self._send_error("busy", UNAVAILABLE)
+        finally:
+            self.reply_stream = None
 
     async def _fail_reply(
         self, bot_message_id: int | None, produced: list[str], version: ActiveVersion | None

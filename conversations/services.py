@@ -13,7 +13,10 @@ stable and ordered (the reply's id is greater than its question's), and a reply 
 half-written in the database. Pending rows are left out of the history, of the prompt and of
 ratings (`FINISHED_MESSAGES`); the admin should filter them out the same way. A generation
 that fails keeps the text produced so far with `finish_reason="error"`, or deletes the row when
-nothing was produced, so no empty bubble is ever shown. A process that dies mid-generation
+nothing was produced, so no empty bubble is ever shown. The same holds for a reply the engine
+refused (`busy`, its queue is full: the question stays stored, the empty row goes) and for one
+whose client went away before a token was produced; a reply cut short by a disconnect keeps
+its text with `finish_reason="disconnected"`. A process that dies mid-generation
 leaves a pending row behind, invisible everywhere that uses `FINISHED_MESSAGES`.
 """
 

@@ -1,0 +1,193 @@
+"""Many chats at once through /ws/chat/: separate complete streams, disconnects, `busy` overflow."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import torch
+from channels.db import database_sync_to_async
+
+from conversations.models import Message
+from learning import serving
+from learning.checkpoints import load_checkpoint
+from learning.engine import GenerationEngine, GenerationOptions, _Batch
+from learning.starter.corpus import load_corpus
+from tests.conversations.chat_sockets import (
+    TIMEOUT,
+    chat_turn,
+    expect_error,
+    new_session_cookie,
+    open_chat,
+    receive,
+    replies_settle,  # noqa: F401  (fixture)
+    still_open,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
+
+MAX_NEW_TOKENS = 40
+
+
+def greedy_alone(checkpoint, question: str) -> str:
+    """What `generate` gives for this one prompt (no batch, no padding), greedy."""
+    model, tokenizer = load_checkpoint(checkpoint)
+    turns = [{"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(
+        turns, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    with torch.inference_mode():
+        output = model.generate(
+            torch.tensor([prompt]),
+            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+            max_new_tokens=MAX_NEW_TOKENS,
+            do_sample=False,
+            eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end|>")],
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return tokenizer.decode(output[0, len(prompt) :], skip_special_tokens=True)
+
+
+QUESTIONS = [q for intent in load_corpus().intents[:3] for q in intent.questions[:2]] + ["hi"]
+
+
+@pytest.fixture(scope="module")
+def references(tiny_checkpoint) -> dict[str, str]:
+    return {question: greedy_alone(tiny_checkpoint, question) for question in QUESTIONS}
+
+
+@pytest.fixture
+def use_engine():
+    """Serve the chat with a fresh engine built with the given options."""
+    previous = serving._engine
+
+    def install(**options) -> GenerationEngine:
+        serving._engine = GenerationEngine(
+            GenerationOptions(max_new_tokens=MAX_NEW_TOKENS, **options)
+        )
+        return serving._engine
+
+    yield install
+    serving._engine = previous
+
+
+@pytest.fixture
+def slow_steps(monkeypatch):
+    """Each decoding step takes at least 20 ms, so a client can act in the middle of a reply."""
+    real_step = _Batch.step
+
+    def slow_step(self):
+        time.sleep(0.02)
+        return real_step(self)
+
+    monkeypatch.setattr(_Batch, "step", slow_step)
+
+
+@database_sync_to_async
+def stored(message_id: int) -> Message | None:
+    return Message.objects.filter(pk=message_id).first()
+
+
+async def wait_until_ended(message_id: int) -> Message | None:
+    """The reply row once its generation has ended (or None once it was deleted)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        message = await stored(message_id)
+        if message is None or message.finish_reason:
+            return message
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"reply {message_id} never ended")
+
+
+async def test_it_streams_concurrent_sessions_separately_and_completely(
+    active_model_version, references, use_engine
+):
+    engine = use_engine(max_batch=32, batch_wait_ms=20)
+    sockets = [await open_chat(await new_session_cookie()) for _ in QUESTIONS]
+
+    turns = await asyncio.gather(
+        *(
+            chat_turn(socket, question)
+            for (socket, _), question in zip(sockets, QUESTIONS, strict=True)
+        )
+    )
+
+    assert engine.peak_batch > 1  # generated together, not one after another
+    assert len({turn["end"]["id"] for turn in turns}) == len(QUESTIONS)
+    for question, turn, (_, hello) in zip(QUESTIONS, turns, sockets, strict=True):
+        reply = await stored(turn["end"]["id"])
+        assert "".join(turn["deltas"]) == turn["end"]["text"] == reply.text
+        assert reply.text == references[question], question
+        assert str(reply.conversation_id) == hello["conversation"]
+        assert reply.finish_reason in ("stop", "length")
+        assert reply.model_version_id == active_model_version.pk
+    for socket, _ in sockets:
+        await socket.disconnect()
+
+
+async def test_it_stops_a_reply_whose_client_left_and_keeps_what_it_wrote(
+    active_model_version, references, use_engine, slow_steps
+):
+    engine = use_engine(max_queue=1)
+    question = QUESTIONS[0]
+    socket, _ = await open_chat(await new_session_cookie())
+    await socket.send_json_to({"type": "user_message", "text": question})
+    assert (await receive(socket))["type"] == "user_message.saved"
+    start = await receive(socket)
+    delta = await receive(socket)
+    assert delta["type"] == "bot_message.delta"
+
+    await socket.disconnect()
+    reply = await wait_until_ended(start["id"])
+
+    # Cut at the next step: the slot is free, and the row holds everything decoded for it.
+    assert reply.finish_reason == "disconnected"
+    assert reply.text.startswith(delta["text"])
+    assert references[question].startswith(reply.text)
+    assert len(reply.text) < len(references[question])
+    assert reply.token_count <= 3 and reply.model_version_id == active_model_version.pk
+    assert engine.accepted == 0
+    # The one slot (ENGINE_MAX_QUEUE = 1) serves the next customer.
+    other, _ = await open_chat(await new_session_cookie())
+    turn = await chat_turn(other, QUESTIONS[1])
+    assert turn["end"]["text"] == references[QUESTIONS[1]]
+    await other.disconnect()
+
+
+async def test_it_answers_busy_past_the_queue_limit_and_loses_nothing(
+    active_model_version, references, use_engine, slow_steps
+):
+    use_engine(max_queue=2)
+    chats = [await open_chat(await new_session_cookie()) for _ in range(3)]
+    (first, _), (second, _), (third, third_hello) = chats
+    for socket, question in ((first, QUESTIONS[0]), (second, QUESTIONS[2])):
+        await socket.send_json_to({"type": "user_message", "text": question})
+        assert (await receive(socket))["type"] == "user_message.saved"
+        assert (await receive(socket))["type"] == "bot_message.start"
+
+    await third.send_json_to({"type": "user_message", "text": QUESTIONS[4]})
+
+    saved = await receive(third)
+    assert saved["type"] == "user_message.saved"
+    await expect_error(third, "busy")  # at once: no `bot_message.start`, no waiting
+    await still_open(third)
+    # The accepted replies all complete.
+    for socket, question in ((first, QUESTIONS[0]), (second, QUESTIONS[2])):
+        while (frame := await receive(socket))["type"] == "bot_message.delta":
+            pass
+        assert frame["type"] == "bot_message.end"
+        assert frame["text"] == references[question]
+        assert (await stored(frame["id"])).text == references[question]
+    # The refused message is stored, with no empty reply beside it; asking again works.
+    rows = await database_sync_to_async(list)(
+        Message.objects.filter(conversation_id=third_hello["conversation"]).values_list(
+            "role", "text"
+        )
+    )
+    assert rows == [("user", QUESTIONS[4])]
+    turn = await chat_turn(third, "hello again")
+    assert turn["end"]["text"] and turn["end"]["model_version"] == active_model_version.name
+    for socket, _ in chats:
+        await socket.disconnect()
