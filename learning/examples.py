@@ -20,6 +20,11 @@ from typing import Any
 from django.db.models import QuerySet
 
 from conversations.models import Feedback, Message
+from conversations.services import PROMPTABLE_MESSAGES
+
+# Replies whose generation ended: a pending ("") or failed ("error") reply is partial, so it is
+# neither learned from nor part of another example's context.
+FINISHED_REPLY_REASONS = ("stop", "length", "disconnected")
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,13 @@ class RatedTurn:
 
 
 def usable_feedback(*, require_approval: bool) -> QuerySet[Feedback]:
-    """Feedback not yet learned from; never rejected; approved only when review is required."""
-    queryset = Feedback.objects.filter(used_by_run__isnull=True).exclude(
-        review_status=Feedback.ReviewStatus.REJECTED
-    )
+    """Feedback not yet learned from; never rejected; approved only when review is required.
+
+    Only replies whose generation ended count: a pending or failed reply is partial.
+    """
+    queryset = Feedback.objects.filter(
+        used_by_run__isnull=True, message__finish_reason__in=FINISHED_REPLY_REASONS
+    ).exclude(review_status=Feedback.ReviewStatus.REJECTED)
     if require_approval:
         queryset = queryset.filter(review_status=Feedback.ReviewStatus.APPROVED)
     return queryset
@@ -67,15 +75,17 @@ def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
     rows = list(feedback.select_related("message").order_by("-updated_at", "-id"))
     conversation_ids = {row.conversation_id for row in rows}
     history: dict[Any, list[Message]] = defaultdict(list)
-    for message in Message.objects.filter(conversation_id__in=conversation_ids).order_by(
-        "created_at", "id"
+    for message in (
+        Message.objects.filter(conversation_id__in=conversation_ids)
+        .filter(PROMPTABLE_MESSAGES)
+        .order_by("created_at", "id")
     ):
         history[message.conversation_id].append(message)
     turns = []
     for row in rows:
         before = []
         for message in history[row.conversation_id]:
-            if message.pk == row.message_id:
+            if message.pk >= row.message_id:  # ids are ordered: everything before the reply
                 break
             if message.text:
                 before.append({"role": message.role, "content": message.text})

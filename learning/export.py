@@ -8,7 +8,7 @@ from typing import IO
 from django.db.models import QuerySet
 
 from conversations.models import Feedback
-from learning.examples import kto_rows
+from learning.examples import FINISHED_REPLY_REASONS, kto_rows
 
 
 def feedback_for_export(
@@ -18,9 +18,11 @@ def feedback_for_export(
     rating: int | None = None,
     include_used: bool = True,
 ) -> QuerySet[Feedback]:
-    """Usable feedback (never rejected), optionally narrowed like the admin's filters."""
-    queryset = (queryset if queryset is not None else Feedback.objects.all()).exclude(
-        review_status=Feedback.ReviewStatus.REJECTED
+    """Usable feedback (never rejected, on finished replies), narrowed like the admin's filters."""
+    queryset = (
+        (queryset if queryset is not None else Feedback.objects.all())
+        .filter(message__finish_reason__in=FINISHED_REPLY_REASONS)
+        .exclude(review_status=Feedback.ReviewStatus.REJECTED)
     )
     if review_status:
         queryset = queryset.filter(review_status=review_status)
