@@ -18,8 +18,13 @@ from django.contrib.admin.actions import delete_selected as django_delete_select
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -278,12 +283,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def _activation_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
         if not can_operate(request):
             raise PermissionDenied
-        version = get_object_or_404(ModelVersion, pk=object_id)
+        version = self.get_object(request, object_id)
+        if version is None:
+            raise Http404(f"No model version with id {object_id!r}.")
         change_url = reverse("admin:learning_modelversion_change", args=[version.pk])
         if version.status == ModelVersion.Status.ACTIVE:
             self.message_user(request, f"{version.name} is already active.", messages.WARNING)
             return HttpResponseRedirect(change_url)
-        form = ActivationForm(request.POST or None)
+        form = ActivationForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             note = form.cleaned_data["note"].strip()
             try:

@@ -638,3 +638,11 @@ def test_it_filters_feedback_by_whether_a_promoted_model_learned_from_it(operato
     assert {fb.pk for fb in not_yet} == {rated["down"].pk, rated["rejected"].pk}
     run_url = reverse("admin:learning_trainingrun_change", args=[run.pk])
     assert f'<a href="{run_url}">Training run #{run.pk}</a>' in page
+
+
+def test_it_answers_404_for_an_unknown_version(operator, lineage):
+    client = client_for(operator)
+
+    for bad in ["999999", "not-a-number"]:
+        url = reverse("admin:learning_modelversion_promote", args=[bad])
+        assert client.post(url, {"note": "x"}).status_code == 404, bad
