@@ -123,10 +123,13 @@ def test_one_owner_contributes_at_most_the_cap_newest_first(tokenizer):
     # Its two examples (reply + correction) no longer fit beside the newer one.
     assert with_correction.pk not in used
     assert examples.counts["capped_feedback"] == 4
-    assert max(
-        sum(1 for e in examples.train if e.owner_key == owner)
-        for owner in {e.owner_key for e in examples.train}
-    ) == 2
+    assert (
+        max(
+            sum(1 for e in examples.train if e.owner_key == owner)
+            for owner in {e.owner_key for e in examples.train}
+        )
+        == 2
+    )
 
 
 def test_the_context_is_cut_from_the_left_to_fit(tokenizer):
@@ -176,9 +179,10 @@ def test_unfinished_and_failed_replies_are_neither_examples_nor_context(tokenize
         {"role": USER, "content": "second question"},
         {"role": USER, "content": "third question"},
     ]
-    assert examples.train[0].prompt_ids == encode_turn(
-        tokenizer, expected_context, "A finished answer.", max_tokens=256
-    )[0]
+    assert (
+        examples.train[0].prompt_ids
+        == encode_turn(tokenizer, expected_context, "A finished answer.", max_tokens=256)[0]
+    )
     assert usable_feedback(require_approval=False).count() == 1
 
 

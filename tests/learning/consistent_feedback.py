@@ -1,0 +1,43 @@
+"""Feedback a tiny model can learn from deterministically, for the training-run tests.
+
+Customers ask the corpus questions of the intents the tiny starter model knows; a reply stating
+the corpus answer is rated up, an unhelpful brush-off is rated down. The brush-off shares no
+answer text with the corpus, so pushing it down costs no retention, and the held-out margin of
+a candidate trained on the rest rises: with the default hyper-parameters the gate promotes it.
+"""
+
+from __future__ import annotations
+
+from conversations.models import Conversation, Feedback, Message
+from learning.retention import load_corpus
+
+BRUSH_OFF = "Sorry, I cannot help with that. Please call us later."
+TINY_INTENTS = 4  # StarterConfig.tiny(): max_intents=4
+
+
+def rate_consistently(rounds: int = 2, *, owner_prefix: str = "s") -> list[Feedback]:
+    """``rounds`` × (3 questions × 4 intents) × (one up, one down) feedback rows, each owner new."""
+    intents = load_corpus()["intents"][:TINY_INTENTS]
+    rows = []
+    for round_ in range(rounds):
+        for i, intent in enumerate(intents):
+            for q, question in enumerate(intent["questions"][:3]):
+                for rating, reply in ((1, intent["answer"]), (-1, BRUSH_OFF)):
+                    owner = f"{owner_prefix}-{round_}-{i}-{q}-{rating}"
+                    conversation = Conversation.objects.create(session_key=owner)
+                    Message.objects.create(conversation=conversation, role="user", text=question)
+                    answer = Message.objects.create(
+                        conversation=conversation,
+                        role="assistant",
+                        text=reply,
+                        finish_reason="stop",
+                    )
+                    rows.append(
+                        Feedback.objects.create(
+                            message=answer,
+                            conversation=conversation,
+                            owner_key=f"session:{owner}",
+                            rating=rating,
+                        )
+                    )
+    return rows
