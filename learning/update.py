@@ -71,13 +71,12 @@ class AnchoredAdam:
     @torch.no_grad()
     def step(self) -> None:
         if self._pulled and self.anchor_strength > 0:
-            deltas = torch._foreach_sub(self._pulled, self._anchors)
+            # θ − c·(θ − θ₀) = lerp(θ, θ₀, c): one fused pass, no temporary copy of θ.
             if self._coefficients is not None:
-                torch._foreach_mul_(deltas, self._coefficients)
-                torch._foreach_sub_(self._pulled, deltas)
+                torch._foreach_lerp_(self._pulled, self._anchors, self._coefficients)
             else:
-                torch._foreach_sub_(
-                    self._pulled, deltas, alpha=min(self.lr * self.anchor_strength, 1.0)
+                torch._foreach_lerp_(
+                    self._pulled, self._anchors, min(self.lr * self.anchor_strength, 1.0)
                 )
         self.optimizer.step()
 
