@@ -1,0 +1,84 @@
+"""End to end with a real Celery worker: Retrain now in the admin → worker → gate → the next reply.
+
+The worker is a subprocess (``celery -A chatbot_site worker -Q default,gpu --pool=prefork -c 1``)
+on the test database and the real broker (Redis in CI). The candidate is made promotable
+deterministically by the feedback (tests/learning/consistent_feedback.py) and the default
+hyper-parameters, with LEARNING_MAX_STEPS=12 to keep the run short; seed 0 on the CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from conversations.models import Feedback, Message
+from learning.models import ModelVersion, TrainingRun
+from learning.serving import forget_active_version
+from tests.conversations.chat_sockets import chat_turn, new_session_cookie, open_chat
+from tests.learning.consistent_feedback import rate_consistently
+from tests.learning.worker_process import wait_until, worker_process_fixture  # noqa: F401
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
+
+FINISHED = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.REJECTED, TrainingRun.Status.FAILED)
+
+
+@pytest.fixture
+def operator(django_user_model):
+    user = django_user_model.objects.create_user("operator", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="operate_learning"))
+    return user
+
+
+def finished_run() -> TrainingRun | None:
+    return TrainingRun.objects.filter(status__in=FINISHED).select_related("result_version").first()
+
+
+async def ask(question: str) -> dict:
+    socket, _ = await open_chat(await new_session_cookie())
+    try:
+        return await chat_turn(socket, question)
+    finally:
+        await socket.disconnect()
+
+
+def test_a_retrain_queued_in_the_admin_is_promoted_and_answers_the_next_message(
+    active_model_version, celery_worker_process, operator, client, settings
+):
+    settings.LEARNING_MAX_STEPS = 12
+    feedback = rate_consistently(rounds=2)
+    client.force_login(operator)
+
+    response = client.post(reverse("admin:learning_trainingrun_retrain"))
+
+    assert response.status_code == 302
+    run = TrainingRun.objects.get()
+    assert (run.trigger, run.triggered_by, run.status) == ("operator", operator, "queued")
+    assert response.url == reverse("admin:learning_trainingrun_change", args=[run.pk])
+
+    run = wait_until(
+        finished_run, timeout=600, what="the run to finish", worker=celery_worker_process
+    )
+    assert run.status == TrainingRun.Status.SUCCEEDED, (run.gate_reasons, run.error)
+    host, _, pid = run.worker.rpartition(":")
+    assert host and pid.isdigit() and int(pid) != celery_worker_process.process.pid
+    assert run.attempts == 1 and run.step == run.total_steps == 12
+    assert run.hyperparameters["max_steps"] == 12
+    candidate = run.result_version
+    assert (
+        candidate.status == ModelVersion.Status.ACTIVE and candidate.parent == active_model_version
+    )
+    assert Feedback.objects.filter(used_by_run=run).count() == len(feedback)
+
+    # The web side (this process) answers with the promoted version from its next reply on.
+    forget_active_version()  # instead of waiting ENGINE_POLL_SECONDS
+    turn = async_to_sync(ask)("how do i track my order")
+
+    assert turn["end"]["model_version"] == candidate.name
+    assert Message.objects.get(pk=turn["end"]["id"]).model_version == candidate
