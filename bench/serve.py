@@ -1,0 +1,517 @@
+"""Serving benchmark: N concurrent websocket chats on a real Daphne vs the bare model's `generate`.
+
+One run, side by side, for each N: the server phase (N sessions, each sending M messages one
+after the other over /ws/chat/) and, right after it, the bare model's batched greedy `generate`
+on exactly the prompts the server answered (read back from the database, history included),
+in batches of N. It prints aggregate generated tokens/s and its ratio to the bare model, time
+to first token and per-token latency percentiles, errors, a count check of every message and
+reply in the database, and the web process's memory against the model's weight size.
+
+    .venv/bin/python bench/serve.py --quick          # tiny model, a minute or two
+    .venv/bin/python bench/serve.py --checkpoint var/checkpoints/starter-0-<hash>
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PROMPTABLE = ("stop", "length", "disconnected")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=(
+            "Targets (starter model, two CPU cores): at N=32 tokens/s >= 8x N=1 and >= 0.7x the "
+            "bare model at batch 32; N=1 time to first token <= 1.2x bare + 5 ms; no lost "
+            "messages; at N=64 with --max-queue below 64 the overflow is answered busy; web "
+            "process RSS <= weights + 300 MiB. The server runs on a fresh SQLite database under "
+            "a temporary VAR_DIR, removed afterwards (--keep keeps it)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="model checkpoint directory to serve (default: the newest starter-0-* under "
+        "CHECKPOINT_DIR, else a starter model built for the run; with --quick, a tiny one)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny model built in seconds, 2 messages a session"
+    )
+    parser.add_argument(
+        "--sessions", default="1,8,32,64", help="comma-separated concurrent session counts N"
+    )
+    parser.add_argument("--messages", type=int, help="messages per session M (default 4; quick 2)")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=48,
+        help="ENGINE_MAX_QUEUE of the server (below the largest N to see busy answers)",
+    )
+    parser.add_argument("--max-batch", type=int, default=32, help="ENGINE_MAX_BATCH")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="ENGINE_BATCH_WAIT_MS")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=96, help="GENERATION_MAX_NEW_TOKENS (both sides)"
+    )
+    parser.add_argument("--port", type=int, default=18100, help="port for Daphne on 127.0.0.1")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIR")
+    args = parser.parse_args(argv)
+    args.sessions = [int(n) for n in args.sessions.split(",") if n.strip()]
+    if args.messages is None:
+        args.messages = 2 if args.quick else 4
+    return args
+
+
+# --- the server -----------------------------------------------------------------------
+
+
+class Server:
+    """A Daphne process on a fresh SQLite database with one checkpoint active."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.var_dir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+        }
+        self.env.update(
+            VAR_DIR=str(self.var_dir),
+            DEBUG="false",
+            SECRET_KEY="bench-serve-not-secret",
+            LOG_LEVEL="WARNING",
+            CHAT_MESSAGES_PER_MINUTE="100000",
+            ENGINE_MAX_QUEUE=str(args.max_queue),
+            ENGINE_MAX_BATCH=str(args.max_batch),
+            ENGINE_BATCH_WAIT_MS=str(args.batch_wait_ms),
+            GENERATION_MAX_NEW_TOKENS=str(args.max_new_tokens),
+            PYTHONPATH=str(ROOT),
+        )
+        self.process: subprocess.Popen | None = None
+        self.checkpoint: Path | None = None
+
+    @property
+    def database(self) -> Path:
+        return self.var_dir / "chatbot.sqlite3"
+
+    def manage(self, *arguments: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *arguments],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"manage.py {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def prepare(self) -> None:
+        self.manage("migrate", "--noinput")
+        if self.args.checkpoint is None and not self.args.quick:
+            self.args.checkpoint = newest_starter_checkpoint(self.env)
+        if self.args.checkpoint is None:
+            print("building a starter model for the run (--checkpoint skips this)...", flush=True)
+            arguments = ["--tiny"] if self.args.quick else []
+            self.manage("build_starter_model", "--skip-eval", *arguments)
+            self.checkpoint = Path(next(iter(glob.glob(str(self.var_dir / "checkpoints/*")))))
+            return
+        self.checkpoint = self.args.checkpoint.resolve()
+        script = (
+            "from learning.versions import register_version, activate_version\n"
+            f"v = register_version('bench', {str(self.checkpoint)!r}, 'starter')\n"
+            "activate_version(v, note='bench/serve.py')\n"
+        )
+        self.manage("shell", "-c", script)
+
+    def start(self) -> None:
+        self.log = (self.var_dir / "daphne.log").open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.args.port),
+                "chatbot_site.asgi:application",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"Daphne exited: {(self.var_dir / 'daphne.log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.args.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("Daphne did not start listening within 60 s.")
+
+    def memory(self) -> dict[str, int]:
+        """The web process's memory (/proc status, bytes): RSS, its peak, anonymous part."""
+        fields = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anon", "RssFile": "file"}
+        values: dict[str, int] = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in fields:
+                values[fields[key]] = int(rest.split()[0]) * 1024
+        return values
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if self.process is not None:
+            self.log.close()
+        if not self.args.keep:
+            shutil.rmtree(self.var_dir, ignore_errors=True)
+        else:
+            print(f"kept {self.var_dir}")
+
+
+def newest_starter_checkpoint(env: dict[str, str]) -> Path | None:
+    directory = Path(
+        os.environ.get("CHECKPOINT_DIR")
+        or Path(os.environ.get("VAR_DIR", ROOT / "var")) / "checkpoints"
+    )
+    found = sorted(directory.glob("starter-0-*"), key=lambda path: path.stat().st_mtime)
+    return found[-1] if found else None
+
+
+# --- the clients ----------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    sent: float
+    first_delta: float | None = None
+    end: float | None = None
+    bot_id: int | None = None
+
+
+@dataclass
+class Phase:
+    sessions: int
+    replies: list[Reply] = field(default_factory=list)
+    sent: int = 0
+    busy: int = 0
+    errors: list[str] = field(default_factory=list)
+    conversations: list[str] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+
+
+async def chat_session(url: str, origin: str, questions: list[str], phase: Phase) -> None:
+    from websockets.asyncio.client import connect
+
+    try:
+        async with connect(url, origin=origin, max_size=2**22, open_timeout=60) as ws:
+            hello = json.loads(await ws.recv())
+            phase.conversations.append(hello["conversation"])
+            for question in questions:
+                reply = Reply(sent=time.perf_counter())
+                await ws.send(json.dumps({"type": "user_message", "text": question}))
+                phase.sent += 1
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=120))
+                    kind = frame["type"]
+                    if kind == "bot_message.start":
+                        reply.bot_id = frame["id"]
+                    elif kind == "bot_message.delta" and reply.first_delta is None:
+                        reply.first_delta = time.perf_counter()
+                    elif kind == "bot_message.end":
+                        reply.end = time.perf_counter()
+                        phase.replies.append(reply)
+                        break
+                    elif kind == "error":
+                        if frame["code"] == "busy":
+                            phase.busy += 1
+                        else:
+                            phase.errors.append(f"{frame['code']}: {frame['detail']}")
+                        break
+    except Exception as error:  # a lost connection is an error of the run, not a crash
+        phase.errors.append(f"{type(error).__name__}: {error}")
+
+
+async def run_phase(port: int, sessions: int, messages: int, questions: list[str]) -> Phase:
+    url, origin = f"ws://127.0.0.1:{port}/ws/chat/", f"http://127.0.0.1:{port}"
+    phase = Phase(sessions)
+    plans = [
+        [questions[(s * messages + m) % len(questions)] for m in range(messages)]
+        for s in range(sessions)
+    ]
+    phase.started = time.perf_counter()
+    await asyncio.gather(*(chat_session(url, origin, plan, phase) for plan in plans))
+    phase.ended = time.perf_counter()
+    return phase
+
+
+# --- the database ---------------------------------------------------------------------
+
+
+def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
+    """Messages of the phase's conversations: counts, replies' tokens, and each reply's prompt."""
+    connection = sqlite3.connect(database)
+    try:
+        marks = ",".join("?" * len(conversations))
+        ids = [c.replace("-", "") for c in conversations]
+        rows = connection.execute(
+            f"SELECT id, conversation_id, role, text, finish_reason, token_count "
+            f"FROM conversations_message WHERE conversation_id IN ({marks}) ORDER BY id",
+            ids,
+        ).fetchall()
+    finally:
+        connection.close()
+    history: dict[str, list[tuple]] = {}
+    prompts: dict[int, list[dict[str, str]]] = {}
+    tokens: dict[int, int] = {}
+    for pk, conversation, role, text, finish, count in rows:
+        earlier = history.setdefault(conversation, [])
+        if role == "assistant":
+            prompts[pk] = [
+                {"role": r, "content": t} for r, t, f in earlier if r == "user" or f in PROMPTABLE
+            ]
+            tokens[pk] = count or 0
+        earlier.append((role, text, finish))
+    return {
+        "user": sum(1 for row in rows if row[2] == "user"),
+        "finished": sum(
+            1 for row in rows if row[2] == "assistant" and row[4] in ("stop", "length")
+        ),
+        "other": sum(
+            1 for row in rows if row[2] == "assistant" and row[4] not in ("stop", "length")
+        ),
+        "prompts": prompts,
+        "tokens": tokens,
+    }
+
+
+# --- the bare model -------------------------------------------------------------------
+
+
+class BareModel:
+    """The same checkpoint in this process, answering with `generate` (greedy, left-padded)."""
+
+    def __init__(self, checkpoint: Path, max_new_tokens: int):
+        import torch
+
+        from learning.checkpoints import load_checkpoint
+
+        self.torch = torch
+        self.model, self.tokenizer = load_checkpoint(checkpoint)
+        self.tokenizer.padding_side = "left"
+        end = self.tokenizer.convert_tokens_to_ids("<|end|>")
+        self.stop = sorted({self.tokenizer.eos_token_id, end} - {None})
+        self.max_new_tokens = max_new_tokens
+
+    def prompt(self, turns: list[dict[str, str]]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(
+            turns, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> tuple[int, float]:
+        """Generated tokens (through the first stop token) and seconds, for one batch."""
+        torch = self.torch
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.stop,
+                pad_token_id=pad,
+            )
+        seconds = time.perf_counter() - started
+        generated = 0
+        for row in output[:, width:].tolist():
+            count = 0
+            for token in row:
+                count += 1
+                if token in self.stop:
+                    break
+            generated += count
+        return generated, seconds
+
+    def first_token_seconds(self, turns: list[dict[str, str]]) -> float:
+        started = time.perf_counter()
+        self.generate([self.prompt(turns)], 1)
+        return time.perf_counter() - started
+
+
+# --- the report -----------------------------------------------------------------------
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def measure(args: argparse.Namespace) -> int:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings")
+    django.setup()
+    from learning.starter.corpus import load_corpus
+
+    corpus = load_corpus()
+    questions = [q for intent in corpus.intents for q in intent.questions]
+    server = Server(args)
+    failures: list[str] = []
+    try:
+        server.prepare()
+        server.start()
+        bare = BareModel(server.checkpoint, args.max_new_tokens)
+        weights = sum(f.stat().st_size for f in server.checkpoint.glob("*.safetensors"))
+        print(
+            f"model {server.checkpoint} ({weights / 2**20:.1f} MiB of weights); server pid "
+            f"{server.process.pid}, ENGINE_MAX_QUEUE={args.max_queue}, "
+            f"ENGINE_MAX_BATCH={args.max_batch}, M={args.messages} messages a session"
+        )
+        asyncio.run(run_phase(args.port, 1, 1, ["hello"]))  # loads the model in the server
+        bare.generate([bare.prompt([{"role": "user", "content": "hello"}])], 4)
+        header = (
+            f"{'N':>3} {'tok/s':>8} {'bare':>8} {'ratio':>6} {'TTFT p50':>9} {'p95':>7} "
+            f"{'bare 1st':>9} {'tok ms p50':>10} {'p95':>6} {'busy':>5} {'err':>4} counts"
+        )
+        print(header)
+        results: dict[int, dict[str, float]] = {}
+        for n in args.sessions:
+            phase = asyncio.run(run_phase(args.port, n, args.messages, questions))
+            rows = read_phase_rows(server.database, phase.conversations)
+            replied = [r for r in phase.replies if r.bot_id is not None]
+            tokens = sum(rows["tokens"].get(r.bot_id, 0) for r in replied)
+            rate = tokens / (phase.ended - phase.started)
+            ttft = [(r.first_delta - r.sent) * 1000 for r in replied if r.first_delta]
+            per_token = [
+                (r.end - r.first_delta) * 1000 / (rows["tokens"][r.bot_id] - 1)
+                for r in replied
+                if r.first_delta and rows["tokens"].get(r.bot_id, 0) > 1
+            ]
+            # The bare model on the same prompts, batch N, round by round.
+            ordered = [rows["prompts"][r.bot_id] for r in sorted(replied, key=lambda r: r.sent)]
+            bare_tokens, bare_seconds = 0, 0.0
+            for start in range(0, len(ordered), n):
+                batch = [bare.prompt(turns) for turns in ordered[start : start + n]]
+                generated, seconds = bare.generate(batch, args.max_new_tokens)
+                bare_tokens, bare_seconds = bare_tokens + generated, bare_seconds + seconds
+            bare_rate = bare_tokens / bare_seconds if bare_seconds else float("nan")
+            bare_first = (
+                statistics.median(bare.first_token_seconds(t) for t in ordered[:8]) * 1000
+                if n == 1
+                else float("nan")
+            )
+            counts_ok = (
+                rows["user"] == phase.sent
+                and rows["finished"] == len(replied)
+                and rows["other"] == 0
+                and len(replied) + phase.busy + len(phase.errors) == phase.sent
+            )
+            counts = (
+                f"{'ok' if counts_ok else 'MISMATCH'} (sent {phase.sent}, stored {rows['user']}; "
+                f"replies {len(replied)}, stored {rows['finished']}, other {rows['other']})"
+            )
+            print(
+                f"{n:>3} {rate:>8.0f} {bare_rate:>8.0f} {rate / bare_rate:>6.2f} "
+                f"{percentile(ttft, 0.5):>7.1f}ms {percentile(ttft, 0.95):>5.1f}ms "
+                f"{bare_first:>7.1f}ms {percentile(per_token, 0.5):>10.2f} "
+                f"{percentile(per_token, 0.95):>6.2f} {phase.busy:>5} {len(phase.errors):>4} "
+                f"{counts}",
+                flush=True,
+            )
+            for error in phase.errors[:3]:
+                print(f"    error: {error}")
+            results[n] = {
+                "rate": rate,
+                "bare": bare_rate,
+                "ttft": percentile(ttft, 0.5),
+                "bare_first": bare_first,
+            }
+            if not counts_ok:
+                failures.append(f"N={n}: count check failed")
+            if phase.errors:
+                failures.append(f"N={n}: {len(phase.errors)} unexpected errors")
+            if phase.busy and n <= args.max_queue:
+                failures.append(f"N={n}: {phase.busy} busy answers below the queue limit")
+            if n > args.max_queue and not phase.busy:
+                failures.append(f"N={n}: no busy answer above the queue limit")
+        memory = server.memory()
+        print(
+            f"web process memory: RSS {memory['rss'] / 2**20:.0f} MiB (peak "
+            f"{memory['peak'] / 2**20:.0f}; anonymous {memory['anon'] / 2**20:.0f}, file-backed "
+            f"{memory['file'] / 2**20:.0f}), weights {weights / 2**20:.1f} MiB: RSS - weights = "
+            f"{(memory['rss'] - weights) / 2**20:.0f} MiB"
+        )
+        failures += check_targets(results, memory, weights)
+    finally:
+        server.stop()
+    print("targets: all met" if not failures else "targets missed:\n  " + "\n  ".join(failures))
+    return 0 if not failures else 1
+
+
+def check_targets(
+    results: dict[int, dict[str, float]], memory: dict[str, int], weights: int
+) -> list[str]:
+    missed = []
+    if 1 in results and 32 in results:
+        speedup = results[32]["rate"] / results[1]["rate"]
+        print(f"N=32 vs N=1 tokens/s: {speedup:.1f}x (target >= 8x)")
+        if speedup < 8:
+            missed.append(f"N=32 tokens/s only {speedup:.1f}x N=1")
+        share = results[32]["rate"] / results[32]["bare"]
+        print(f"N=32 vs bare generate at batch 32: {share:.2f}x (target >= 0.7x)")
+        if share < 0.7:
+            missed.append(f"N=32 tokens/s only {share:.2f}x bare generate")
+    if 1 in results:
+        limit = 1.2 * results[1]["bare_first"] + 5
+        print(f"N=1 TTFT p50 {results[1]['ttft']:.1f} ms vs bound {limit:.1f} ms (1.2x bare + 5)")
+        if not results[1]["ttft"] <= limit:
+            missed.append(f"N=1 TTFT {results[1]['ttft']:.1f} ms over {limit:.1f} ms")
+    if memory["rss"] - weights > 300 * 2**20:
+        missed.append(f"RSS {(memory['rss'] - weights) / 2**20:.0f} MiB above the weights")
+    return missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    return measure(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
