@@ -169,11 +169,15 @@ def fail_stale_runs() -> int:
 
 
 def _remove_leftovers(run_id: int) -> None:
-    """Temporary directories of an earlier attempt of this run (a killed worker's)."""
+    """Staging directories of an earlier attempt of this run (a worker killed while saving).
+
+    ``write_checkpoint`` stages ``run-<id>-a<n>`` as ``.run-<id>-a<n>.<random>`` next to it;
+    a complete checkpoint only ever exists under its final name, which is left alone.
+    """
     root = settings.CHECKPOINT_DIR
     if not root.exists():
         return
-    for path in root.glob(f".tmp-run-{run_id}-*"):
+    for path in root.glob(f".run-{run_id}-a*"):
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -82,7 +82,7 @@ def test_a_run_is_claimed_once():
 @pytest.mark.django_db
 def test_a_run_whose_worker_died_is_taken_over_and_starts_clean(settings, tmp_path):
     settings.CHECKPOINT_DIR = tmp_path
-    leftover = tmp_path / ".tmp-run-1-abc"
+    leftover = tmp_path / ".run-1-a1.abc123"  # write_checkpoint's staging directory
     run = TrainingRun.objects.create(
         pk=1,
         trigger="command",
