@@ -183,12 +183,16 @@ LEARNING_PULL_1D_PARAMS = envbool("LEARNING_PULL_1D_PARAMS", True)
 LEARNING_ANCHOR = envchoice("LEARNING_ANCHOR", "base", ("base", "parent"))
 # Task loss: sft_ul (likelihood + unlikelihood) or kto.
 LEARNING_LOSS = envchoice("LEARNING_LOSS", "sft_ul", ("sft_ul", "kto"))
+# Weight of the unlikelihood term on thumbs-down replies (sft_ul).
+LEARNING_UNLIKELIHOOD_WEIGHT = envfloat("LEARNING_UNLIKELIHOOD_WEIGHT", 1.0, minimum=0.0)
 LEARNING_KTO_BETA = envfloat("LEARNING_KTO_BETA", 0.1, minimum=0.0)
 LEARNING_EPOCHS = envint("LEARNING_EPOCHS", 3, minimum=1)
 LEARNING_MAX_STEPS = envint("LEARNING_MAX_STEPS", 0, minimum=0)
 LEARNING_BATCH_SIZE = envint("LEARNING_BATCH_SIZE", 8, minimum=1)
 # Share of each batch taken from retention data of the base corpus (0 = no replay).
 LEARNING_REPLAY_SHARE = envfloat("LEARNING_REPLAY_SHARE", 0.25, minimum=0.0)
+# Share of θ₀ averaged into the weights after training (0: off).
+LEARNING_AVERAGE_WITH_ANCHOR = envfloat("LEARNING_AVERAGE_WITH_ANCHOR", 0.0, minimum=0.0)
 LEARNING_GRAD_CLIP = envfloat("LEARNING_GRAD_CLIP", 1.0, minimum=0.0)
 LEARNING_SEED = envint("LEARNING_SEED", 0)
 LEARNING_MAX_TOKENS = envint("LEARNING_MAX_TOKENS", 256, minimum=16)
@@ -201,6 +205,9 @@ LEARNING_HELDOUT_SHARE = envfloat("LEARNING_HELDOUT_SHARE", 0.2, minimum=0.0)
 LEARNING_MIN_NEW_FEEDBACK = envint("LEARNING_MIN_NEW_FEEDBACK", 20, minimum=1)
 # Gate: retention perplexity may rise by at most this share over the parent's.
 LEARNING_MAX_PERPLEXITY_RISE = envfloat("LEARNING_MAX_PERPLEXITY_RISE", 0.05, minimum=0.0)
+# Corpus file (starter format) the gate and replay use as "what the model must retain";
+# empty: the starter corpus.
+LEARNING_RETENTION_CORPUS = envstr("LEARNING_RETENTION_CORPUS", "")
 # A running run with no progress for this long is taken as dead (its worker was killed).
 LEARNING_STALE_RUN_MINUTES = envint("LEARNING_STALE_RUN_MINUTES", 15, minimum=1)
 LEARNING_DEVICE = envchoice("LEARNING_DEVICE", "auto", ("auto", "cpu", "cuda"))

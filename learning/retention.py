@@ -1,8 +1,12 @@
 """Retention data: what the base model knew, from the starter corpus.
 
-The gate measures perplexity on a fixed slice (the first training question of every intent
-with its answer); replay draws from the rest, so the gate never scores data the run replayed.
-A starter model built on part of the corpus (``max_intents`` in its metadata, as the tiny test
+The gate measures perplexity on the answers to paraphrases the starter model never trained on
+(``eval_questions``; the first training question where an intent has none): a memorised
+training question has a perplexity of ~1.0 that says little about what the model knows. Replay
+draws from the training questions but the first, so the gate never scores data a run replayed.
+``LEARNING_RETENTION_CORPUS`` may name another corpus file in the same format: the company's
+current FAQ, without answers that a policy change made wrong. A starter model built on part of
+the corpus (``max_intents`` in its metadata, as the tiny test
 models are) knew only those intents, so only those count as what it must retain.
 """
 
@@ -30,24 +34,34 @@ def known_intent_count(checkpoint_path: str | Path) -> int | None:
     return int(count) if count else None
 
 
-def _pairs(which: str, path: Path, max_intents: int | None) -> list[tuple[str, str]]:
+def retention_corpus_path() -> Path:
+    from django.conf import settings
+
+    configured = getattr(settings, "LEARNING_RETENTION_CORPUS", "")
+    return Path(configured) if configured else CORPUS_PATH
+
+
+def _pairs(which: str, path: Path | None, max_intents: int | None) -> list[tuple[str, str]]:
     pairs = []
-    for intent in load_corpus(path)["intents"][:max_intents]:
+    for intent in load_corpus(path or retention_corpus_path())["intents"][:max_intents]:
         questions = intent["questions"]
-        chosen = questions[:1] if which == "gate" else questions[1:]
+        if which == "replay":
+            chosen = questions[1:]
+        else:  # paraphrases never trained on, where the corpus has them
+            chosen = intent.get("eval_questions") or questions[:1]
         pairs.extend((question, intent["answer"]) for question in chosen)
     return pairs
 
 
 def gate_retention_pairs(
-    path: Path = CORPUS_PATH, *, max_intents: int | None = None
+    path: Path | None = None, *, max_intents: int | None = None
 ) -> list[tuple[str, str]]:
-    """(question, answer) pairs the gate scores: one per intent."""
+    """(question, answer) pairs the gate scores: the held-out paraphrases of every intent."""
     return _pairs("gate", path, max_intents)
 
 
 def replay_pairs(
-    path: Path = CORPUS_PATH, *, max_intents: int | None = None
+    path: Path | None = None, *, max_intents: int | None = None
 ) -> list[tuple[str, str]]:
     """(question, answer) pairs a run may replay to remember the base corpus."""
     return _pairs("replay", path, max_intents)

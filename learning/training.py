@@ -27,11 +27,15 @@ class Hyperparameters:
     pull_1d_params: bool = True
     anchor: str = "base"
     loss: str = "sft_ul"
+    unlikelihood_weight: float = 1.0
     kto_beta: float = 0.1
     epochs: int = 3
     max_steps: int = 0
     batch_size: int = 8
     replay_share: float = 0.25
+    # Share of θ₀ in the final weights: θ ← (1 − β)·θ + β·θ₀ after training (weight averaging,
+    # the simple baseline the penalty must beat; 0 turns it off).
+    average_with_anchor: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
     max_tokens: int = 256
@@ -45,11 +49,13 @@ class Hyperparameters:
             pull_1d_params=settings.LEARNING_PULL_1D_PARAMS,
             anchor=settings.LEARNING_ANCHOR,
             loss=settings.LEARNING_LOSS,
+            unlikelihood_weight=settings.LEARNING_UNLIKELIHOOD_WEIGHT,
             kto_beta=settings.LEARNING_KTO_BETA,
             epochs=settings.LEARNING_EPOCHS,
             max_steps=settings.LEARNING_MAX_STEPS,
             batch_size=settings.LEARNING_BATCH_SIZE,
             replay_share=settings.LEARNING_REPLAY_SHARE,
+            average_with_anchor=settings.LEARNING_AVERAGE_WITH_ANCHOR,
             grad_clip=settings.LEARNING_GRAD_CLIP,
             seed=settings.LEARNING_SEED,
             max_tokens=settings.LEARNING_MAX_TOKENS,
@@ -69,6 +75,8 @@ class Hyperparameters:
             raise ValueError("anchor must be base or parent")
         if not 0 <= self.replay_share < 1:
             raise ValueError("replay_share must be in [0, 1)")
+        if not 0 <= self.average_with_anchor <= 1:
+            raise ValueError("average_with_anchor must be in [0, 1]")
         if self.lr < 0 or self.anchor_strength < 0 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("lr and anchor_strength must be ≥ 0; batch_size, epochs ≥ 1")
         return self
@@ -163,6 +171,11 @@ def train_candidate(
         losses.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1, total, losses[-1])
+    if hp.average_with_anchor > 0:
+        with torch.no_grad():
+            torch._foreach_lerp_(
+                params, [anchor_state[n].to(device) for n, _ in named], hp.average_with_anchor
+            )
     model.eval()
     return losses
 
@@ -171,7 +184,7 @@ def _batch_loss(model, feedback_part, replay_part, chosen, hp, pad_id, reference
     if hp.loss == "sft_ul":
         batch = collate(feedback_part + replay_part, pad_id).to(device)
         logps, mask = token_logprobs(model, batch)
-        return sft_ul_loss(logps, mask, batch.labels)
+        return sft_ul_loss(logps, mask, batch.labels, unlikelihood_weight=hp.unlikelihood_weight)
     batch = collate(feedback_part, pad_id).to(device)
     logps, mask = token_logprobs(model, batch)
     policy = (logps * mask).sum(dim=1)
