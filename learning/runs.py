@@ -454,15 +454,19 @@ def promote_version(version: ModelVersion, *, by: Any = None, note: str = "") ->
 
 
 def rollback(*, to: ModelVersion | None = None, by: Any = None, note: str = "") -> ModelVersion:
-    """Re-activate ``to``, or the version that was active before the current one."""
+    """Re-activate ``to``, or the newest older version that has answered customers before.
+
+    "Older" is by creation, so repeated rollbacks walk back in time (run-3 → run-2 → base)
+    instead of toggling between the last two activations.
+    """
     if to is None:
         current = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
         earlier = ModelVersion.objects.filter(activated_at__isnull=False).exclude(
             status=ModelVersion.Status.ACTIVE
         )
-        if current and current.activated_at:
-            earlier = earlier.filter(activated_at__lt=current.activated_at)
-        to = earlier.order_by("-activated_at").first()
+        if current is not None:
+            earlier = earlier.filter(pk__lt=current.pk)  # ids follow creation
+        to = earlier.order_by("-pk").first()
         if to is None:
             raise LearningError("There is no earlier version to roll back to.")
     return promote_version(to, by=by, note=note or f"Rolled back to {to.name}")

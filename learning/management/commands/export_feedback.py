@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from django.core.management.base import BaseCommand, CommandParser
 
 from conversations.models import Feedback
@@ -39,7 +37,7 @@ class Command(BaseCommand):
             include_used=bool(options["include_used"]),
         )
         if options["output"] == "-":
-            count = write_kto_jsonl(queryset, sys.stdout)
+            count = write_kto_jsonl(queryset, self.stdout)
         else:
             with open(str(options["output"]), "w", encoding="utf-8") as handle:
                 count = write_kto_jsonl(queryset, handle)

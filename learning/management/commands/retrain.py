@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import json
-import sys
+import threading
 import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from learning import runs
 from learning.models import TrainingRun
 
 FINISHED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.REJECTED, TrainingRun.Status.FAILED}
+POLL_SECONDS = 0.5
+
+
+def _execute_and_close(run_id: int) -> None:
+    try:
+        runs.execute_training_run(run_id)
+    finally:
+        connection.close()
 
 
 class Command(BaseCommand):
     help = (
         "Fine-tune the active model on the usable feedback now. The run is queued for a Celery "
         "worker (the gpu queue); if a run is already queued or running, that one is reported "
-        "instead of queueing a second. Hyper-parameters default to the LEARNING_* settings."
+        "(and waited for) instead of queueing a second. Hyper-parameters default to the "
+        "LEARNING_* settings and are stored on the run. The gate decides whether the candidate "
+        "is promoted. Exit status: 0 promoted or rejected by the gate, 1 failed or gave up "
+        "waiting. Example: manage.py retrain --wait --set epochs=5 --set loss=kto"
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,7 +50,10 @@ class Command(BaseCommand):
             help="override a hyper-parameter for this run, e.g. --set lr=1e-4 --set loss=kto",
         )
         parser.add_argument(
-            "--timeout", type=float, default=3600, help="seconds to wait at most (default 3600)"
+            "--timeout",
+            type=float,
+            default=3600,
+            help="seconds --wait waits at most (default 3600); the run goes on after that",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -62,9 +77,13 @@ class Command(BaseCommand):
         verb = "Queued" if created else "A run is already open:"
         self.stdout.write(f"{verb} training run #{run.pk} ({run.get_status_display()}).")
         if options["inline"] and created:
-            runs.execute_training_run(run.pk)
+            # Train in a thread so that this one draws the progress bar as a worker's run would.
+            trainer = threading.Thread(target=_execute_and_close, args=(run.pk,), daemon=True)
+            trainer.start()
         if options["wait"] or options["inline"]:
-            self._wait(run.pk, float(options["timeout"]))
+            # An inline run ends with this process: wait for it whatever --timeout says.
+            timeout = float("inf") if options["inline"] else float(options["timeout"])
+            self._wait(run.pk, timeout)
 
     def _wait(self, run_id: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -78,7 +97,7 @@ class Command(BaseCommand):
                 break
             if time.monotonic() > deadline:
                 raise CommandError(f"\nGave up waiting after {timeout:.0f} s; the run goes on.")
-            time.sleep(1)
+            time.sleep(POLL_SECONDS)
         self.stdout.write("")
         self.stdout.write(runs.describe_run(run))
         if run.status == TrainingRun.Status.FAILED:
@@ -90,7 +109,7 @@ class Command(BaseCommand):
         bar = "#" * round(width * done) + "-" * (width - round(width * done))
         loss = f" loss {run.loss_history[-1]:.4f}" if run.loss_history else ""
         line = f"\r[{bar}] {run.step}/{run.total_steps or '?'} {run.get_status_display():<20}{loss}"
-        if sys.stdout.isatty():
+        if self.stdout.isatty():
             self.stdout.write(line, ending="")
             self.stdout.flush()
         else:
