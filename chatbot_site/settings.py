@@ -210,4 +210,6 @@ LEARNING_MAX_PERPLEXITY_RISE = envfloat("LEARNING_MAX_PERPLEXITY_RISE", 0.05, mi
 LEARNING_RETENTION_CORPUS = envstr("LEARNING_RETENTION_CORPUS", "")
 # A running run with no progress for this long is taken as dead (its worker was killed).
 LEARNING_STALE_RUN_MINUTES = envint("LEARNING_STALE_RUN_MINUTES", 15, minimum=1)
+# A run whose worker died this many times (redelivered each time) is marked failed instead.
+LEARNING_MAX_ATTEMPTS = envint("LEARNING_MAX_ATTEMPTS", 3, minimum=1)
 LEARNING_DEVICE = envchoice("LEARNING_DEVICE", "auto", ("auto", "cpu", "cuda"))

@@ -137,6 +137,16 @@ def claim_run(run_id: int) -> bool:
         and _worker_is_dead(current["worker"])
     ):
         candidates |= Q(status=TrainingRun.Status.RUNNING, worker=current["worker"])
+    # A run whose worker dies every time (out of memory, say) would be redelivered for ever.
+    limit = settings.LEARNING_MAX_ATTEMPTS
+    if TrainingRun.objects.filter(candidates, pk=run_id, attempts__gte=limit).update(
+        status=TrainingRun.Status.FAILED,
+        finished_at=now,
+        error=f"Gave up after {limit} attempts: the worker running it died each time "
+        "(killed, or out of memory?).",
+    ):
+        _remove_leftovers(run_id)
+        return False
     claimed = (
         TrainingRun.objects.filter(candidates, pk=run_id).update(
             status=TrainingRun.Status.RUNNING,

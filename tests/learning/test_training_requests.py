@@ -103,6 +103,27 @@ def test_a_run_whose_worker_died_is_taken_over_and_starts_clean(settings, tmp_pa
 
 
 @pytest.mark.django_db
+def test_a_run_whose_worker_keeps_dying_is_given_up(settings, tmp_path):
+    settings.CHECKPOINT_DIR = tmp_path
+    settings.LEARNING_MAX_ATTEMPTS = 2
+    dead_worker = f"{runs.socket.gethostname()}:999999"
+    run = TrainingRun.objects.create(
+        trigger="command", status="running", worker=dead_worker, attempts=1
+    )
+    assert runs.claim_run(run.pk)  # the second attempt
+    TrainingRun.objects.filter(pk=run.pk).update(worker=dead_worker)  # ...died too
+    staged = tmp_path / f".run-{run.pk}-a2.xyz"
+    staged.mkdir()
+
+    assert not runs.claim_run(run.pk)
+
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == (TrainingRun.Status.FAILED, 2)
+    assert run.error.startswith("Gave up after 2 attempts") and run.finished_at
+    assert not staged.exists() and runs.open_run() is None
+
+
+@pytest.mark.django_db
 def test_stale_runs_are_marked_failed(settings):
     stale = timezone.now() - timedelta(minutes=settings.LEARNING_STALE_RUN_MINUTES + 1)
     dead = TrainingRun.objects.create(trigger="schedule", status="running", heartbeat_at=stale)
