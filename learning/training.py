@@ -21,15 +21,15 @@ ProgressCallback = Callable[[int, int, float], None]
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    lr: float = 3e-4
+    lr: float = 3e-3
     anchor_strength: float = 10.0
     regularizer: str = "l2sp"
     pull_1d_params: bool = True
     anchor: str = "base"
     loss: str = "sft_ul"
-    unlikelihood_weight: float = 1.0
+    unlikelihood_weight: float = 0.0
     kto_beta: float = 0.1
-    epochs: int = 3
+    epochs: int = 6
     max_steps: int = 0
     batch_size: int = 8
     replay_share: float = 0.25
