@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-new-tokens", type=int, default=96, help="GENERATION_MAX_NEW_TOKENS (both sides)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the server's engine (ENGINE_THREADS) and of the bare model",
+    )
     parser.add_argument("--port", type=int, default=18100, help="port for Daphne on 127.0.0.1")
     parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIR")
     args = parser.parse_args(argv)
@@ -102,9 +108,13 @@ class Server:
             SECRET_KEY="bench-serve-not-secret",
             LOG_LEVEL="WARNING",
             CHAT_MESSAGES_PER_MINUTE="100000",
+            # Keep each thread's database connection: reconnecting per query halves the rate
+            # at which the consumer's one database thread stores messages (13 vs 7 ms a post).
+            DATABASE_CONN_MAX_AGE=os.environ.get("DATABASE_CONN_MAX_AGE", "60"),
             ENGINE_MAX_QUEUE=str(args.max_queue),
             ENGINE_MAX_BATCH=str(args.max_batch),
             ENGINE_BATCH_WAIT_MS=str(args.batch_wait_ms),
+            ENGINE_THREADS=str(args.threads),
             GENERATION_MAX_NEW_TOKENS=str(args.max_new_tokens),
             PYTHONPATH=str(ROOT),
         )
@@ -221,58 +231,106 @@ class Reply:
 
 @dataclass
 class Phase:
+    """One N: the server's rounds and, after each, the bare model on the same prompts."""
+
     sessions: int
     replies: list[Reply] = field(default_factory=list)
     sent: int = 0
     busy: int = 0
     errors: list[str] = field(default_factory=list)
     conversations: list[str] = field(default_factory=list)
-    started: float = 0.0
-    ended: float = 0.0
+    server_seconds: float = 0.0
+    server_tokens: int = 0
+    bare_seconds: float = 0.0
+    bare_tokens: int = 0
+    bare_first_ms: list[float] = field(default_factory=list)
 
 
-async def chat_session(url: str, origin: str, questions: list[str], phase: Phase) -> None:
-    from websockets.asyncio.client import connect
+async def chat_turn(ws: Any, question: str, phase: Phase) -> Reply | None:
+    """Send one message and read until its reply ends (or an error answers it)."""
+    reply = Reply(sent=time.perf_counter())
+    await ws.send(json.dumps({"type": "user_message", "text": question}))
+    phase.sent += 1
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=300))
+        kind = frame["type"]
+        if kind == "bot_message.start":
+            reply.bot_id = frame["id"]
+        elif kind == "bot_message.delta" and reply.first_delta is None:
+            reply.first_delta = time.perf_counter()
+        elif kind == "bot_message.end":
+            reply.end = time.perf_counter()
+            phase.replies.append(reply)
+            return reply
+        elif kind == "error":
+            if frame["code"] == "busy":
+                phase.busy += 1
+            else:
+                phase.errors.append(f"{frame['code']}: {frame['detail']}")
+            return None
 
+
+async def guarded_turn(ws: Any, question: str, phase: Phase) -> Reply | None:
     try:
-        async with connect(url, origin=origin, max_size=2**22, open_timeout=60) as ws:
-            hello = json.loads(await ws.recv())
-            phase.conversations.append(hello["conversation"])
-            for question in questions:
-                reply = Reply(sent=time.perf_counter())
-                await ws.send(json.dumps({"type": "user_message", "text": question}))
-                phase.sent += 1
-                while True:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=120))
-                    kind = frame["type"]
-                    if kind == "bot_message.start":
-                        reply.bot_id = frame["id"]
-                    elif kind == "bot_message.delta" and reply.first_delta is None:
-                        reply.first_delta = time.perf_counter()
-                    elif kind == "bot_message.end":
-                        reply.end = time.perf_counter()
-                        phase.replies.append(reply)
-                        break
-                    elif kind == "error":
-                        if frame["code"] == "busy":
-                            phase.busy += 1
-                        else:
-                            phase.errors.append(f"{frame['code']}: {frame['detail']}")
-                        break
+        return await chat_turn(ws, question, phase)
     except Exception as error:  # a lost connection is an error of the run, not a crash
         phase.errors.append(f"{type(error).__name__}: {error}")
+        return None
 
 
-async def run_phase(port: int, sessions: int, messages: int, questions: list[str]) -> Phase:
+async def run_phase(
+    port: int,
+    sessions: int,
+    messages: int,
+    questions: list[str],
+    *,
+    bare: BareModel | None = None,
+    database: Path | None = None,
+) -> Phase:
+    """N sessions, M rounds; in each round every session sends one message and reads its reply.
+
+    After each round the bare model answers the same prompts as one batch (off the event loop,
+    so the sockets stay alive): both sides are measured seconds apart, under the same load.
+    """
+    from websockets.asyncio.client import connect
+
     url, origin = f"ws://127.0.0.1:{port}/ws/chat/", f"http://127.0.0.1:{port}"
     phase = Phase(sessions)
-    plans = [
-        [questions[(s * messages + m) % len(questions)] for m in range(messages)]
-        for s in range(sessions)
-    ]
-    phase.started = time.perf_counter()
-    await asyncio.gather(*(chat_session(url, origin, plan, phase) for plan in plans))
-    phase.ended = time.perf_counter()
+    sockets = await asyncio.gather(
+        *(connect(url, origin=origin, max_size=2**22, open_timeout=120) for _ in range(sessions))
+    )
+    try:
+        for ws in sockets:
+            phase.conversations.append(json.loads(await ws.recv())["conversation"])
+        for round_number in range(messages):
+            plan = [
+                questions[(s * messages + round_number) % len(questions)] for s in range(sessions)
+            ]
+            started = time.perf_counter()
+            replies = await asyncio.gather(
+                *(guarded_turn(ws, q, phase) for ws, q in zip(sockets, plan, strict=True))
+            )
+            phase.server_seconds += time.perf_counter() - started
+            if bare is None or database is None:
+                continue
+            rows = read_phase_rows(database, phase.conversations)
+            done = [r for r in replies if r is not None and r.bot_id in rows["tokens"]]
+            phase.server_tokens += sum(rows["tokens"][r.bot_id] for r in done)
+            if not done:
+                continue
+            turns = [rows["prompts"][r.bot_id] for r in done]
+            prompts = [bare.prompt(t) for t in turns]
+            generated, seconds = await asyncio.to_thread(
+                bare.generate, prompts, bare.max_new_tokens
+            )
+            phase.bare_tokens += generated
+            phase.bare_seconds += seconds
+            if sessions == 1:
+                for _ in range(3):
+                    first = await asyncio.to_thread(bare.first_token_seconds, turns[0])
+                    phase.bare_first_ms.append(first * 1000)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
     return phase
 
 
@@ -322,7 +380,7 @@ def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
 class BareModel:
     """The same checkpoint in this process, answering with `generate` (greedy, left-padded)."""
 
-    def __init__(self, checkpoint: Path, max_new_tokens: int):
+    def __init__(self, checkpoint: Path, max_new_tokens: int, threads: int = 0):
         import torch
 
         from learning.checkpoints import load_checkpoint
@@ -333,6 +391,7 @@ class BareModel:
         end = self.tokenizer.convert_tokens_to_ids("<|end|>")
         self.stop = sorted({self.tokenizer.eos_token_id, end} - {None})
         self.max_new_tokens = max_new_tokens
+        self.threads = threads
 
     def prompt(self, turns: list[dict[str, str]]) -> list[int]:
         ids = self.tokenizer.apply_chat_template(
@@ -343,6 +402,8 @@ class BareModel:
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> tuple[int, float]:
         """Generated tokens (through the first stop token) and seconds, for one batch."""
         torch = self.torch
+        if self.threads:  # per calling thread under OpenMP, as in the engine's worker thread
+            torch.set_num_threads(self.threads)
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
@@ -398,14 +459,15 @@ def measure(args: argparse.Namespace) -> int:
     try:
         server.prepare()
         server.start()
-        bare = BareModel(server.checkpoint, args.max_new_tokens)
+        bare = BareModel(server.checkpoint, args.max_new_tokens, args.threads)
         weights = sum(f.stat().st_size for f in server.checkpoint.glob("*.safetensors"))
         print(
             f"model {server.checkpoint} ({weights / 2**20:.1f} MiB of weights); server pid "
             f"{server.process.pid}, ENGINE_MAX_QUEUE={args.max_queue}, "
-            f"ENGINE_MAX_BATCH={args.max_batch}, M={args.messages} messages a session"
+            f"ENGINE_MAX_BATCH={args.max_batch}, ENGINE_THREADS={args.threads}, "
+            f"M={args.messages} messages a session"
         )
-        asyncio.run(run_phase(args.port, 1, 1, ["hello"]))  # loads the model in the server
+        asyncio.run(run_phase(args.port, 1, 2, ["hello"]))  # loads the model in the server
         bare.generate([bare.prompt([{"role": "user", "content": "hello"}])], 4)
         header = (
             f"{'N':>3} {'tok/s':>8} {'bare':>8} {'ratio':>6} {'TTFT p50':>9} {'p95':>7} "
@@ -414,29 +476,23 @@ def measure(args: argparse.Namespace) -> int:
         print(header)
         results: dict[int, dict[str, float]] = {}
         for n in args.sessions:
-            phase = asyncio.run(run_phase(args.port, n, args.messages, questions))
+            phase = asyncio.run(
+                run_phase(
+                    args.port, n, args.messages, questions, bare=bare, database=server.database
+                )
+            )
             rows = read_phase_rows(server.database, phase.conversations)
             replied = [r for r in phase.replies if r.bot_id is not None]
-            tokens = sum(rows["tokens"].get(r.bot_id, 0) for r in replied)
-            rate = tokens / (phase.ended - phase.started)
+            rate = phase.server_tokens / phase.server_seconds
+            bare_rate = phase.bare_tokens / phase.bare_seconds if phase.bare_seconds else 0.0
             ttft = [(r.first_delta - r.sent) * 1000 for r in replied if r.first_delta]
             per_token = [
                 (r.end - r.first_delta) * 1000 / (rows["tokens"][r.bot_id] - 1)
                 for r in replied
                 if r.first_delta and rows["tokens"].get(r.bot_id, 0) > 1
             ]
-            # The bare model on the same prompts, batch N, round by round.
-            ordered = [rows["prompts"][r.bot_id] for r in sorted(replied, key=lambda r: r.sent)]
-            bare_tokens, bare_seconds = 0, 0.0
-            for start in range(0, len(ordered), n):
-                batch = [bare.prompt(turns) for turns in ordered[start : start + n]]
-                generated, seconds = bare.generate(batch, args.max_new_tokens)
-                bare_tokens, bare_seconds = bare_tokens + generated, bare_seconds + seconds
-            bare_rate = bare_tokens / bare_seconds if bare_seconds else float("nan")
             bare_first = (
-                statistics.median(bare.first_token_seconds(t) for t in ordered[:8]) * 1000
-                if n == 1
-                else float("nan")
+                statistics.median(phase.bare_first_ms) if phase.bare_first_ms else float("nan")
             )
             counts_ok = (
                 rows["user"] == phase.sent
@@ -449,7 +505,7 @@ def measure(args: argparse.Namespace) -> int:
                 f"replies {len(replied)}, stored {rows['finished']}, other {rows['other']})"
             )
             print(
-                f"{n:>3} {rate:>8.0f} {bare_rate:>8.0f} {rate / bare_rate:>6.2f} "
+                f"{n:>3} {rate:>8.0f} {bare_rate:>8.0f} {rate / max(bare_rate, 1e-9):>6.2f} "
                 f"{percentile(ttft, 0.5):>7.1f}ms {percentile(ttft, 0.95):>5.1f}ms "
                 f"{bare_first:>7.1f}ms {percentile(per_token, 0.5):>10.2f} "
                 f"{percentile(per_token, 0.95):>6.2f} {phase.busy:>5} {len(phase.errors):>4} "
