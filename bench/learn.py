@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", help="comma-separated names (default: all for the mode)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="where the throwaway database and checkpoints go")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a LEARNING_* setting for this run, e.g. --set LEARNING_RATE=1e-3 (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -60,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     os.environ.pop("REDIS_URL", None)
+    for assignment in args.set:
+        name, _, value = assignment.partition("=")
+        if not name.startswith("LEARNING_"):
+            parser.error(f"--set takes LEARNING_* settings, not {name}")
+        os.environ[name] = value
     import django
 
     django.setup()
