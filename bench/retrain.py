@@ -144,7 +144,7 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
     bare = bare_training_loop(version)
     print(
         f"bare training loop: {bare['steps']} steps of {bare['batch']} "
-        f"({bare['train']} train examples), plain Adam: {bare['seconds']:.2f} s"
+        f"({bare['train']} train examples), plain Adam: {bare['seconds']:.2f} s (before)"
     )
 
     worker = None if args.inline else start_worker(workdir, env)
@@ -156,6 +156,13 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
             worker.wait(timeout=30)
     run = outcome["run"]
     total = outcome["seconds"]
+    # Again after the run (the examples are rebuilt from the same rows, now marked used), so a
+    # change in the machine's load during the run shows as a gap between the two.
+    after = bare_training_loop(version, include_used=True)["seconds"]
+    bare_seconds = (bare["seconds"] + after) / 2
+    print(f"bare training loop again: {after:.2f} s (after); mean {bare_seconds:.2f} s")
+    if max(bare["seconds"], after) > 1.25 * min(bare["seconds"], after):
+        print("  (the two differ by more than 25%: the machine's load changed; ratios are noisy)")
     metrics = run.metrics_after or {}
     print(
         f"trigger → {run.get_status_display().lower()} ({'inline' if args.inline else 'worker'}):"
@@ -177,8 +184,8 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
     print(f"  broker, task start, final commit, polling: {total - queue_wait - in_worker:6.2f} s")
     for reason in run.gate_reasons:
         print(f"    {reason}")
-    print(f"ratio trigger→outcome / bare loop:            {total / bare['seconds']:.2f}×")
-    print(f"ratio regularized loop in the run / bare loop: {train / bare['seconds']:.2f}×")
+    print(f"ratio trigger→outcome / bare loop:            {total / bare_seconds:.2f}×")
+    print(f"ratio regularized loop in the run / bare loop: {train / bare_seconds:.2f}×")
     return 0
 
 
@@ -227,11 +234,12 @@ def store_feedback(count: int, max_intents: int | None) -> int:
     return count
 
 
-def bare_training_loop(version) -> dict:
+def bare_training_loop(version, *, include_used: bool = False) -> dict:
     """Plain Adam on the task loss over the run's own batches: the floor a retrain can reach."""
     import torch
     from django.conf import settings
 
+    from conversations.models import Feedback
     from learning.checkpoints import load_checkpoint
     from learning.evaluation import encode_pairs
     from learning.examples import build_examples_from_feedback
@@ -244,6 +252,7 @@ def bare_training_loop(version) -> dict:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     examples = build_examples_from_feedback(
         tokenizer,
+        feedback=Feedback.objects.all() if include_used else None,
         require_approval=settings.LEARNING_REQUIRE_APPROVAL,
         per_owner_cap=settings.LEARNING_PER_OWNER_CAP,
         max_tokens=hp.max_tokens,
@@ -332,7 +341,7 @@ def trigger_and_wait(*, inline: bool) -> dict:
     if inline:
         runs.execute_training_run(run.pk)
     while (run := TrainingRun.objects.get(pk=run.pk)).status not in finished:
-        time.sleep(0.05)
+        time.sleep(0.2)  # light polling: the worker needs the CPU
     return {"run": run, "seconds": time.perf_counter() - started}
 
 

@@ -8,9 +8,11 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.utils import timezone
 
+from conversations.models import Feedback
 from learning import runs
 from learning.charts import loss_curve_svg
 from learning.models import TrainingRun
+from tests.learning.consistent_feedback import rate_consistently
 
 
 @pytest.fixture
@@ -167,3 +169,32 @@ def test_the_loss_curve_is_an_accessible_svg():
     assert svg.startswith("<svg") and 'role="img"' in svg and "from 2.000 to 0.800" in svg
     assert svg.count(",") >= 4
     assert "No loss values" in str(loss_curve_svg([]))
+
+
+@pytest.mark.django_db
+def test_the_periodic_check_queues_a_run_once_enough_feedback_is_new(settings, queued):
+    settings.LEARNING_MIN_NEW_FEEDBACK = 25
+    rows = rate_consistently(rounds=1)  # 24 rows
+    assert runs.queue_run_if_enough_feedback() is None
+
+    rate_consistently(rounds=1, owner_prefix="more")
+    run = runs.queue_run_if_enough_feedback()
+
+    assert run is not None and run.trigger == TrainingRun.Trigger.SCHEDULE
+    assert runs.queue_run_if_enough_feedback() is None  # one open run at a time
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
+    Feedback.objects.filter(pk__in=[r.pk for r in rows]).update(used_by_run=run)
+    assert runs.queue_run_if_enough_feedback() is None  # 24 new rows left: below the bar
+
+
+@pytest.mark.django_db
+def test_the_periodic_check_fails_a_dead_run_first(settings, queued):
+    stale = timezone.now() - timedelta(minutes=settings.LEARNING_STALE_RUN_MINUTES + 1)
+    dead = TrainingRun.objects.create(trigger="schedule", status="running", heartbeat_at=stale)
+    settings.LEARNING_MIN_NEW_FEEDBACK = 1
+    rate_consistently(rounds=1)
+
+    run = runs.queue_run_if_enough_feedback()
+
+    dead.refresh_from_db()
+    assert dead.status == TrainingRun.Status.FAILED and run is not None and run.pk != dead.pk
