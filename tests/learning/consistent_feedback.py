@@ -3,16 +3,39 @@
 Customers ask the corpus questions of the intents the tiny starter model knows; a reply stating
 the corpus answer is rated up, an unhelpful brush-off is rated down. The brush-off shares no
 answer text with the corpus, so pushing it down costs no retention, and the held-out margin of
-a candidate trained on the rest rises: with the default hyper-parameters the gate promotes it.
+a candidate trained on the rest rises: with ``PROMOTABLE`` hyper-parameters (pinned here so that
+tuning the defaults does not change what these tests prove) the gate promotes it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from conversations.models import Conversation, Feedback, Message
 from learning.retention import load_corpus
 
+# A gentle update (small α, strong pull, unlikelihood on the brush-off) that the gate promotes
+# on the tiny model even after a few steps.
+PROMOTABLE = {
+    "LEARNING_RATE": 3e-4,
+    "LEARNING_ANCHOR_STRENGTH": 10.0,
+    "LEARNING_REGULARIZER": "l2sp",
+    "LEARNING_LOSS": "sft_ul",
+    "LEARNING_UNLIKELIHOOD_WEIGHT": 1.0,
+    "LEARNING_REPLAY_SHARE": 0.25,
+    "LEARNING_AVERAGE_WITH_ANCHOR": 0.0,
+    "LEARNING_EPOCHS": 3,
+    "LEARNING_BATCH_SIZE": 8,
+    "LEARNING_SEED": 0,
+}
 BRUSH_OFF = "Sorry, I cannot help with that. Please call us later."
 TINY_INTENTS = 4  # StarterConfig.tiny(): max_intents=4
+
+
+def pin_promotable_hyperparameters(settings: Any) -> None:
+    """Set PROMOTABLE on pytest-django's ``settings``: runs requested now store these."""
+    for name, value in PROMOTABLE.items():
+        setattr(settings, name, value)
 
 
 def rate_consistently(rounds: int = 2, *, owner_prefix: str = "s") -> list[Feedback]:

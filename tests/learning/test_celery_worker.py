@@ -2,8 +2,9 @@
 
 The worker is a subprocess (``celery -A chatbot_site worker -Q default,gpu --pool=prefork -c 1``)
 on the test database and the real broker (Redis in CI). The candidate is made promotable
-deterministically by the feedback (tests/learning/consistent_feedback.py) and the default
-hyper-parameters, with LEARNING_MAX_STEPS=12 to keep the run short; seed 0 on the CPU.
+deterministically by the feedback and pinned hyper-parameters (PROMOTABLE in
+tests/learning/consistent_feedback.py: α 3e-4, λ 10, l2sp, sft_ul with unlikelihood weight 1,
+replay 0.25, batch 8, seed 0 on the CPU), with LEARNING_MAX_STEPS=12 to keep the run short.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from conversations.models import Feedback, Message
 from learning.models import ModelVersion, TrainingRun
 from learning.serving import forget_active_version
 from tests.conversations.chat_sockets import chat_turn, new_session_cookie, open_chat
-from tests.learning.consistent_feedback import rate_consistently
+from tests.learning.consistent_feedback import pin_promotable_hyperparameters, rate_consistently
 from tests.learning.worker_process import wait_until, worker_process_fixture  # noqa: F401
 
 pytestmark = [
@@ -51,6 +52,7 @@ async def ask(question: str) -> dict:
 def test_a_retrain_queued_in_the_admin_is_promoted_and_answers_the_next_message(
     active_model_version, celery_worker_process, operator, client, settings
 ):
+    pin_promotable_hyperparameters(settings)
     settings.LEARNING_MAX_STEPS = 12
     feedback = rate_consistently(rounds=2)
     client.force_login(operator)

@@ -15,7 +15,11 @@ from conversations.models import Feedback
 from learning import runs
 from learning.models import ModelVersion, TrainingRun
 from learning.versions import register_version
-from tests.learning.consistent_feedback import BRUSH_OFF, rate_consistently
+from tests.learning.consistent_feedback import (
+    BRUSH_OFF,
+    pin_promotable_hyperparameters,
+    rate_consistently,
+)
 
 COMMANDS = ("retrain", "promote", "rollback", "learning_status", "export_feedback")
 
@@ -28,6 +32,7 @@ def run_command(name: str, *args: str) -> tuple[str, str]:
 
 @pytest.fixture
 def checkpoints(settings, tmp_path):
+    pin_promotable_hyperparameters(settings)
     settings.CHECKPOINT_DIR = tmp_path / "checkpoints"
     return settings.CHECKPOINT_DIR
 

@@ -9,7 +9,7 @@ import pytest
 from conversations.models import Feedback
 from learning import runs
 from learning.models import ModelVersion, TrainingRun
-from tests.learning.consistent_feedback import rate_consistently
+from tests.learning.consistent_feedback import pin_promotable_hyperparameters, rate_consistently
 
 pytestmark = pytest.mark.django_db
 
@@ -19,6 +19,7 @@ FORGETFUL = {"lr": 0.05, "anchor_strength": 0.0, "replay_share": 0.0}
 
 @pytest.fixture
 def checkpoints(settings, tmp_path):
+    pin_promotable_hyperparameters(settings)
     settings.CHECKPOINT_DIR = tmp_path / "checkpoints"
     return settings.CHECKPOINT_DIR
 

@@ -16,7 +16,7 @@ import pytest
 
 from learning import runs
 from learning.models import ModelVersion, TrainingRun
-from tests.learning.consistent_feedback import rate_consistently
+from tests.learning.consistent_feedback import pin_promotable_hyperparameters, rate_consistently
 from tests.learning.worker_process import wait_until, worker_process_fixture  # noqa: F401
 
 pytestmark = [
@@ -39,6 +39,7 @@ def checkpoint_entries(root) -> list[str]:
 def test_a_killed_training_is_rerun_clean_and_the_model_stays_until_then(
     active_model_version, celery_worker_process, settings
 ):
+    pin_promotable_hyperparameters(settings)
     settings.LEARNING_EPOCHS = 100
     settings.LEARNING_MAX_STEPS = STEPS
     rate_consistently(rounds=1)
