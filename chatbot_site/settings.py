@@ -172,7 +172,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # --- Learning loop (see README "How the bot learns") -----------------------------
 # α: the step size of the task step and of the pull toward θ₀.
-LEARNING_RATE = envfloat("LEARNING_RATE", 3e-3, minimum=0.0)
+LEARNING_RATE = envfloat("LEARNING_RATE", 1e-3, minimum=0.0)
 # λ: the strength of the pull toward θ₀ (0 = plain fine-tuning).
 LEARNING_ANCHOR_STRENGTH = envfloat("LEARNING_ANCHOR_STRENGTH", 10.0, minimum=0.0)
 # Ω's kind: l2sp (wᵢ = 1) or ewc (wᵢ = diagonal Fisher on retention data).
@@ -190,7 +190,7 @@ LEARNING_EPOCHS = envint("LEARNING_EPOCHS", 6, minimum=1)
 LEARNING_MAX_STEPS = envint("LEARNING_MAX_STEPS", 0, minimum=0)
 LEARNING_BATCH_SIZE = envint("LEARNING_BATCH_SIZE", 8, minimum=1)
 # Share of each batch taken from retention data of the base corpus (0 = no replay).
-LEARNING_REPLAY_SHARE = envfloat("LEARNING_REPLAY_SHARE", 0.25, minimum=0.0)
+LEARNING_REPLAY_SHARE = envfloat("LEARNING_REPLAY_SHARE", 0.5, minimum=0.0)
 # Share of θ₀ averaged into the weights after training (0: off).
 LEARNING_AVERAGE_WITH_ANCHOR = envfloat("LEARNING_AVERAGE_WITH_ANCHOR", 0.0, minimum=0.0)
 LEARNING_GRAD_CLIP = envfloat("LEARNING_GRAD_CLIP", 1.0, minimum=0.0)

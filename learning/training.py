@@ -21,7 +21,7 @@ ProgressCallback = Callable[[int, int, float], None]
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    lr: float = 3e-3
+    lr: float = 1e-3
     anchor_strength: float = 10.0
     regularizer: str = "l2sp"
     pull_1d_params: bool = True
@@ -32,7 +32,7 @@ class Hyperparameters:
     epochs: int = 6
     max_steps: int = 0
     batch_size: int = 8
-    replay_share: float = 0.25
+    replay_share: float = 0.5
     # Share of θ₀ in the final weights: θ ← (1 − β)·θ + β·θ₀ after training (weight averaging,
     # the simple baseline the penalty must beat; 0 turns it off).
     average_with_anchor: float = 0.0
