@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             "`manage.py build_starter_model`, or use --quick"
         )
 
+    # Ctrl-C or a kill still stops the worker and removes the temporary directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="bench-retrain-"))
     env = configure_environment(workdir, args.threads)
     import django
@@ -152,8 +155,7 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
         outcome = trigger_and_wait(inline=args.inline)
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
+            stop_worker(worker)
     run = outcome["run"]
     total = outcome["seconds"]
     # Again after the run (the examples are rebuilt from the same rows, now marked used), so a
@@ -317,6 +319,7 @@ def start_worker(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, pool child included
     )
     deadline = time.monotonic() + 120
     while " ready." not in (log.read_text(errors="replace") if log.exists() else ""):
@@ -325,6 +328,16 @@ def start_worker(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
             raise SystemExit(f"the worker did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.2)
     return process
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    group = os.getpgid(process.pid)
+    os.killpg(group, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(group, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def trigger_and_wait(*, inline: bool) -> dict:
