@@ -22,6 +22,7 @@ tiny test model instead of using the starter checkpoint (seconds, for a smoke te
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -93,8 +94,25 @@ def main(argv: list[str] | None = None) -> int:
         default=os.cpu_count() or 1,
         help="torch threads for both (default: all cores)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hyper-parameter for both loops, as with `manage.py retrain --set` "
+        "(default: the LEARNING_* settings)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
+    args.overrides = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set takes NAME=VALUE, got {item!r}")
+        try:
+            args.overrides[name] = json.loads(value)
+        except json.JSONDecodeError:
+            args.overrides[name] = value
     checkpoint = None if args.quick else (args.checkpoint or default_checkpoint())
     if not args.quick and (checkpoint is None or not checkpoint.is_dir()):
         parser.error(
@@ -144,7 +162,7 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
         f"feedback: {rows} rated replies from {rows} browser sessions; torch threads {args.threads}"
     )
 
-    bare = bare_training_loop(version)
+    bare = bare_training_loop(version, args.overrides)
     print(
         f"bare training loop: {bare['steps']} steps of {bare['batch']} "
         f"({bare['train']} train examples), plain Adam: {bare['seconds']:.2f} s (before)"
@@ -152,7 +170,7 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
 
     worker = None if args.inline else start_worker(workdir, env)
     try:
-        outcome = trigger_and_wait(inline=args.inline)
+        outcome = trigger_and_wait(args.overrides, inline=args.inline)
     finally:
         if worker is not None:
             stop_worker(worker)
@@ -160,7 +178,7 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
     total = outcome["seconds"]
     # Again after the run (the examples are rebuilt from the same rows, now marked used), so a
     # change in the machine's load during the run shows as a gap between the two.
-    after = bare_training_loop(version, include_used=True)["seconds"]
+    after = bare_training_loop(version, args.overrides, include_used=True)["seconds"]
     bare_seconds = (bare["seconds"] + after) / 2
     print(f"bare training loop again: {after:.2f} s (after); mean {bare_seconds:.2f} s")
     if max(bare["seconds"], after) > 1.25 * min(bare["seconds"], after):
@@ -170,6 +188,12 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
         f"trigger → {run.get_status_display().lower()} ({'inline' if args.inline else 'worker'}):"
         f" {total:.2f} s  (run #{run.pk}, {run.total_steps} steps, gate: "
         f"{'passed' if run.gate_passed else 'failed'})"
+    )
+    hp = run.hyperparameters
+    print(
+        "  hyper-parameters: "
+        + ", ".join(f"{k} {hp[k]}" for k in ("lr", "anchor_strength", "regularizer", "loss"))
+        + f", unlikelihood weight {hp.get('unlikelihood_weight')}, epochs {hp['epochs']}"
     )
     if run.error:
         print(f"  error: {run.error.splitlines()[0]}")
@@ -236,7 +260,7 @@ def store_feedback(count: int, max_intents: int | None) -> int:
     return count
 
 
-def bare_training_loop(version, *, include_used: bool = False) -> dict:
+def bare_training_loop(version, overrides: dict, *, include_used: bool = False) -> dict:
     """Plain Adam on the task loss over the run's own batches: the floor a retrain can reach."""
     import torch
     from django.conf import settings
@@ -249,7 +273,7 @@ def bare_training_loop(version, *, include_used: bool = False) -> dict:
     from learning.retention import replay_pairs
     from learning.training import Hyperparameters, _replay_per_batch, planned_steps
 
-    hp = Hyperparameters.from_settings()
+    hp = Hyperparameters.from_settings(overrides)
     model, tokenizer = load_checkpoint(version.checkpoint_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     examples = build_examples_from_feedback(
@@ -281,7 +305,7 @@ def bare_training_loop(version, *, include_used: bool = False) -> dict:
     for part in batches:
         batch = collate(part, pad_id)
         logps, mask = token_logprobs(model, batch)
-        loss = sft_ul_loss(logps, mask, batch.labels)
+        loss = sft_ul_loss(logps, mask, batch.labels, unlikelihood_weight=hp.unlikelihood_weight)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, hp.grad_clip, foreach=True)
@@ -340,7 +364,7 @@ def stop_worker(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def trigger_and_wait(*, inline: bool) -> dict:
+def trigger_and_wait(overrides: dict, *, inline: bool) -> dict:
     from learning import runs
     from learning.models import TrainingRun
 
@@ -350,7 +374,9 @@ def trigger_and_wait(*, inline: bool) -> dict:
         TrainingRun.Status.FAILED,
     )
     started = time.perf_counter()
-    run, _ = runs.request_training_run(trigger=TrainingRun.Trigger.COMMAND, enqueue=not inline)
+    run, _ = runs.request_training_run(
+        trigger=TrainingRun.Trigger.COMMAND, overrides=overrides, enqueue=not inline
+    )
     if inline:
         runs.execute_training_run(run.pk)
     while (run := TrainingRun.objects.get(pk=run.pk)).status not in finished:
