@@ -23,7 +23,7 @@ ProgressCallback = Callable[[int, int, float], None]
 class Hyperparameters:
     lr: float = 1e-3
     anchor_strength: float = 10.0
-    regularizer: str = "l2sp"
+    regularizer: str = "ewc"
     pull_1d_params: bool = True
     anchor: str = "base"
     loss: str = "sft_ul"

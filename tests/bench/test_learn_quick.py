@@ -49,9 +49,12 @@ def test_it_learns_the_changed_policy_through_the_real_loop(quick_setup):
     assert final.perplexity <= 1.05 * base.perplexity
 
 
-# The quick model is ~30× smaller than the starter model: it takes a larger step and less replay
-# (the defaults are tuned on the starter model, see bench/learn.py's full run).
-QUICK_CONFIG = BenchConfig("quick", {"lr": 3e-3, "replay_share": 0.25})
+# The quick model is ~30× smaller than the starter model: its own, pinned settings (larger step,
+# less replay; the configuration this test was calibrated with).
+# The defaults are tuned on the starter model (bench/learn.py full run).
+QUICK_CONFIG = BenchConfig(
+    "quick", {"lr": 3e-3, "replay_share": 0.25, "regularizer": "l2sp", "unlikelihood_weight": 0.0}
+)
 # Calibrated on the quick scenario (see the report): learning that stops leaves both at 0.
 SEEN_RISE = 0.50
 HELDOUT_RISE = 0.25
