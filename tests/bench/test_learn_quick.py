@@ -55,6 +55,8 @@ def test_it_learns_the_changed_policy_through_the_real_loop(quick_setup):
 QUICK_CONFIG = BenchConfig(
     "quick", {"lr": 3e-3, "replay_share": 0.25, "regularizer": "l2sp", "unlikelihood_weight": 0.0}
 )
-# Calibrated on the quick scenario (see the report): learning that stops leaves both at 0.
-SEEN_RISE = 0.50
-HELDOUT_RISE = 0.25
+# Learning that stops leaves both rises at 0. Single runs gave +33 to +83 points on seen and
+# +12.5 to +44 on held-out paraphrases (one held-out question is 12.5 points), depending on the
+# database's row order and torch's thread count: the bounds sit below the worst of those.
+SEEN_RISE = 0.25
+HELDOUT_RISE = 0.10

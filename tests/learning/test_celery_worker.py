@@ -61,7 +61,9 @@ def test_a_retrain_queued_in_the_admin_is_promoted_and_answers_the_next_message(
 
     assert response.status_code == 302
     run = TrainingRun.objects.get()
-    assert (run.trigger, run.triggered_by, run.status) == ("operator", operator, "queued")
+    assert (run.trigger, run.triggered_by) == ("operator", operator)
+    # An idle worker may have claimed it already.
+    assert run.status in {TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING}
     assert response.url == reverse("admin:learning_trainingrun_change", args=[run.pk])
 
     run = wait_until(
