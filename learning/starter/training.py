@@ -38,7 +38,7 @@ class StarterConfig:
     layers: int = 4
     heads: int = 4
     context: int = 384
-    epochs: int = 8
+    epochs: int = 4
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_share: float = 0.05
