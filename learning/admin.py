@@ -498,27 +498,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
             },
         ),
     ]
+    # Everything on the page is read-only: the fieldsets' fields, plus the error shown on failure.
     readonly_fields = [
-        "status_badge",
-        "live_progress",
-        "trigger",
-        "triggered_by",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "duration",
-        "worker",
-        "attempts",
-        "loss_curve",
-        "gate",
-        "gate_reason_list",
-        "metrics_side_by_side",
-        "result_version",
-        "parent",
-        "anchor",
-        "example_count_table",
-        "data_hash",
-        "hyperparameter_table",
+        *(name for _, options in fieldsets for name in options["fields"]),
         "error_text",
     ]
 
