@@ -167,7 +167,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not result.text and result.finish_reason == "disconnected":
                 await self._fail_reply(bot_message_id, [], version)  # no empty reply is kept
                 return
-            name = await database_sync_to_async(services.do_finish_bot_message)(
+            await database_sync_to_async(services.do_finish_bot_message)(
                 bot_message_id,
                 text=result.text,
                 model_version_id=result.model_version_id,
@@ -177,7 +177,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 generation_ms=result.generation_ms,
             )
             end = {"type": "bot_message.end", "id": bot_message_id, "text": result.text}
-            await self._send_frame({**end, "model_version": name})
+            # The engine answers each request with the version it was given.
+            await self._send_frame({**end, "model_version": version.name})
         except serving.EngineBusy:
             await self._fail_reply(bot_message_id, [], version)
             await self._send_error("busy", BUSY)

@@ -244,10 +244,8 @@ def do_finish_bot_message(
     token_count: int,
     time_to_first_token_ms: float | None,
     generation_ms: float | None,
-) -> str:
-    """Fill the pending reply row once its generation has ended; returns the version's name."""
-    from learning.models import ModelVersion
-
+) -> None:
+    """Fill the pending reply row once its generation has ended."""
     Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT).update(
         text=text,
         model_version_id=model_version_id,
@@ -256,7 +254,6 @@ def do_finish_bot_message(
         time_to_first_token_ms=time_to_first_token_ms,
         generation_ms=generation_ms,
     )
-    return ModelVersion.objects.filter(pk=model_version_id).values_list("name", flat=True).get()
 
 
 def do_fail_bot_message(

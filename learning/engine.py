@@ -321,9 +321,9 @@ class GenerationEngine:
 
     @classmethod
     def from_settings(cls) -> GenerationEngine:
-        device = settings.ENGINE_DEVICE
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        from learning.training import pick_device
+
+        device = pick_device(settings.ENGINE_DEVICE).type
         return cls(
             GenerationOptions(
                 max_new_tokens=settings.GENERATION_MAX_NEW_TOKENS,
