@@ -4,8 +4,10 @@ One run, side by side, for each N: the server phase (N sessions, each sending M 
 after the other over /ws/chat/) and, right after it, the bare model's batched greedy `generate`
 on exactly the prompts the server answered (read back from the database, history included),
 in batches of N. It prints aggregate generated tokens/s and its ratio to the bare model, time
-to first token and per-token latency percentiles, errors, a count check of every message and
-reply in the database, and the web process's memory against the model's weight size.
+to first token and per-token latency percentiles (with the engine's own part of the first
+token time, from its queue to the token, as stored with each reply), errors, a count check of
+every message and reply in the database, and the web process's memory against the model's
+weight size.
 
     .venv/bin/python bench/serve.py --quick          # tiny model, a minute or two
     .venv/bin/python bench/serve.py --checkpoint var/checkpoints/starter-0-<hash>
@@ -344,7 +346,8 @@ def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
         marks = ",".join("?" * len(conversations))
         ids = [c.replace("-", "") for c in conversations]
         rows = connection.execute(
-            f"SELECT id, conversation_id, role, text, finish_reason, token_count "
+            f"SELECT id, conversation_id, role, text, finish_reason, token_count, "
+            f"time_to_first_token_ms "
             f"FROM conversations_message WHERE conversation_id IN ({marks}) ORDER BY id",
             ids,
         ).fetchall()
@@ -353,13 +356,16 @@ def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
     history: dict[str, list[tuple]] = {}
     prompts: dict[int, list[dict[str, str]]] = {}
     tokens: dict[int, int] = {}
-    for pk, conversation, role, text, finish, count in rows:
+    engine_ttft: dict[int, float] = {}
+    for pk, conversation, role, text, finish, count, first_ms in rows:
         earlier = history.setdefault(conversation, [])
         if role == "assistant":
             prompts[pk] = [
                 {"role": r, "content": t} for r, t, f in earlier if r == "user" or f in PROMPTABLE
             ]
             tokens[pk] = count or 0
+            if first_ms is not None:
+                engine_ttft[pk] = first_ms
         earlier.append((role, text, finish))
     return {
         "user": sum(1 for row in rows if row[2] == "user"),
@@ -371,6 +377,7 @@ def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
         ),
         "prompts": prompts,
         "tokens": tokens,
+        "engine_ttft": engine_ttft,
     }
 
 
@@ -467,11 +474,14 @@ def measure(args: argparse.Namespace) -> int:
             f"ENGINE_MAX_BATCH={args.max_batch}, ENGINE_THREADS={args.threads}, "
             f"M={args.messages} messages a session"
         )
+        # Daphne has imported the application (Django, torch, transformers) but no model yet.
+        idle = server.memory()
         asyncio.run(run_phase(args.port, 1, 2, ["hello"]))  # loads the model in the server
         bare.generate([bare.prompt([{"role": "user", "content": "hello"}])], 4)
         header = (
             f"{'N':>3} {'tok/s':>8} {'bare':>8} {'ratio':>6} {'TTFT p50':>9} {'p95':>7} "
-            f"{'bare 1st':>9} {'tok ms p50':>10} {'p95':>6} {'busy':>5} {'err':>4} counts"
+            f"{'bare 1st':>9} {'engine':>7} {'tok ms p50':>10} {'p95':>6} {'busy':>5} "
+            f"{'err':>4} counts"
         )
         print(header)
         results: dict[int, dict[str, float]] = {}
@@ -486,6 +496,10 @@ def measure(args: argparse.Namespace) -> int:
             rate = phase.server_tokens / phase.server_seconds
             bare_rate = phase.bare_tokens / phase.bare_seconds if phase.bare_seconds else 0.0
             ttft = [(r.first_delta - r.sent) * 1000 for r in replied if r.first_delta]
+            # The server's own part of TTFT: from the engine's queue to the first token.
+            engine_ttft = [
+                rows["engine_ttft"][r.bot_id] for r in replied if r.bot_id in rows["engine_ttft"]
+            ]
             per_token = [
                 (r.end - r.first_delta) * 1000 / (rows["tokens"][r.bot_id] - 1)
                 for r in replied
@@ -507,7 +521,8 @@ def measure(args: argparse.Namespace) -> int:
             print(
                 f"{n:>3} {rate:>8.0f} {bare_rate:>8.0f} {rate / max(bare_rate, 1e-9):>6.2f} "
                 f"{percentile(ttft, 0.5):>7.1f}ms {percentile(ttft, 0.95):>5.1f}ms "
-                f"{bare_first:>7.1f}ms {percentile(per_token, 0.5):>10.2f} "
+                f"{bare_first:>7.1f}ms {percentile(engine_ttft, 0.5):>5.1f}ms "
+                f"{percentile(per_token, 0.5):>10.2f} "
                 f"{percentile(per_token, 0.95):>6.2f} {phase.busy:>5} {len(phase.errors):>4} "
                 f"{counts}",
                 flush=True,
@@ -534,6 +549,11 @@ def measure(args: argparse.Namespace) -> int:
             f"{memory['peak'] / 2**20:.0f}; anonymous {memory['anon'] / 2**20:.0f}, file-backed "
             f"{memory['file'] / 2**20:.0f}), weights {weights / 2**20:.1f} MiB: RSS - weights = "
             f"{(memory['rss'] - weights) / 2**20:.0f} MiB"
+        )
+        print(
+            f"  before loading the model (imports only): RSS {idle['rss'] / 2**20:.0f} MiB "
+            f"(anonymous {idle['anon'] / 2**20:.0f}); serving's growth beyond the weights: "
+            f"{(memory['rss'] - idle['rss'] - weights) / 2**20:.0f} MiB"
         )
         failures += check_targets(results, memory, weights)
     finally:

@@ -164,3 +164,14 @@ def test_it_refuses_a_base_model_that_does_not_load(settings, tmp_path):
     with pytest.raises(CommandError, match="CHATBOT_BASE_MODEL cannot be loaded"):
         ensure()
     assert not ModelVersion.objects.exists()
+
+
+def test_it_asks_for_migrations_before_spending_minutes_on_training(tmp_path, monkeypatch):
+    from django.db.migrations.executor import MigrationExecutor
+
+    monkeypatch.setattr(MigrationExecutor, "migration_plan", lambda self, targets: [("x", False)])
+    output = tmp_path / "never-built"
+
+    with pytest.raises(CommandError, match="run `manage.py migrate` first"):
+        build(output, "--skip-eval")
+    assert not output.exists()

@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from learning.starter.publish import StarterExistsError, publish_starter_model
 from learning.starter.training import StarterConfig
@@ -45,6 +47,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
+        # Training takes minutes; registering the version needs the tables: check them first.
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            raise CommandError(
+                "The database has unapplied migrations: run `manage.py migrate` first."
+            )
         config = StarterConfig.tiny() if options["tiny"] else StarterConfig()
         config = replace(config, seed=int(options["seed"]))
         if options["epochs"] is not None:
