@@ -163,7 +163,7 @@ ENGINE_POLL_SECONDS = envfloat("ENGINE_POLL_SECONDS", 2.0, minimum=0.0)
 ENGINE_DEVICE = envchoice("ENGINE_DEVICE", "auto", ("auto", "cpu", "cuda"))
 ENGINE_THREADS = envint("ENGINE_THREADS", 1, minimum=0)
 ENGINE_MAX_BATCH = envint("ENGINE_MAX_BATCH", 32, minimum=1)
-ENGINE_BATCH_WAIT_MS = envfloat("ENGINE_BATCH_WAIT_MS", 2.0, minimum=0.0)
+ENGINE_BATCH_WAIT_MS = envfloat("ENGINE_BATCH_WAIT_MS", 0.0, minimum=0.0)
 ENGINE_MAX_QUEUE = envint("ENGINE_MAX_QUEUE", 256, minimum=1)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -70,7 +70,7 @@ class GenerationOptions:
     # Sequences decoded together at most.
     max_batch: int = 32
     # When the engine is idle, how long the first request waits for others to prefill with it.
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 0.0
     # Accepted requests (queued + running) at most; past it `stream_reply` raises EngineBusy.
     max_queue: int = 256
 

@@ -172,6 +172,6 @@ def test_it_asks_for_migrations_before_spending_minutes_on_training(tmp_path, mo
     monkeypatch.setattr(MigrationExecutor, "migration_plan", lambda self, targets: [("x", False)])
     output = tmp_path / "never-built"
 
-    with pytest.raises(CommandError, match="run `manage.py migrate` first"):
+    with pytest.raises(CommandError, match=r"run `manage\.py migrate` first"):
         build(output, "--skip-eval")
     assert not output.exists()
