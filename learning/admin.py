@@ -589,7 +589,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
         counts = run.example_counts or {}
         if not counts:
             return "—"
-        return f"{counts.get('train', 0)} train / {counts.get('heldout', 0)} held out"
+        text = f"{counts.get('train', 0)} train / {counts.get('heldout', 0)} held out"
+        if counts.get("protected"):
+            text += f" ({counts['protected']} kept out: they contradict golden answers)"
+        return text
 
     @admin.display(description="gate", ordering="gate_passed")
     def gate(self, run: TrainingRun) -> str:

@@ -231,6 +231,7 @@ def _execute(run: TrainingRun) -> None:
     from learning.evaluation import encode_pairs
     from learning.examples import build_examples_from_feedback
     from learning.fisher import cached_fisher
+    from learning.protected import active_golden_cases, drop_golden_overrides
     from learning.retention import known_intent_count, replay_pairs
     from learning.training import Hyperparameters, pick_device, planned_steps, train_candidate
     from learning.versions import get_active_version_row, register_version
@@ -253,7 +254,15 @@ def _execute(run: TrainingRun) -> None:
         heldout_share=settings.LEARNING_HELDOUT_SHARE,
         seed=hp.seed,
     )
+    protected = drop_golden_overrides(
+        model, tokenizer, examples, active_golden_cases(), device=device
+    )
     if not examples.train:
+        if protected:
+            raise LearningError(
+                f"All {protected} examples would overwrite golden answers: "
+                "review that feedback, or update the golden examples if the policy changed."
+            )
         raise LearningError("No usable feedback to learn from.")
     replay = (
         encode_pairs(tokenizer, replay_pairs(max_intents=known), max_tokens=hp.max_tokens)
@@ -379,14 +388,8 @@ def measure_model(
     model, tokenizer, heldout, *, max_tokens: int, retention_intents: int | None = None
 ) -> dict[str, Any]:
     """The gate's metrics for one model: held-out feedback, retention, golden set."""
-    from learning.evaluation import (
-        GoldenCase,
-        encode_pairs,
-        feedback_margin,
-        golden_metrics,
-        perplexity,
-    )
-    from learning.models import GoldenExample
+    from learning.evaluation import encode_pairs, feedback_margin, golden_metrics, perplexity
+    from learning.protected import active_golden_cases
     from learning.retention import gate_retention_pairs
 
     device = next(model.parameters()).device
@@ -394,10 +397,7 @@ def measure_model(
     retention = encode_pairs(
         tokenizer, gate_retention_pairs(max_intents=retention_intents), max_tokens=max_tokens
     )
-    cases = [
-        GoldenCase(g.question, g.expected_answer, tuple(g.required_facts or ()))
-        for g in GoldenExample.objects.filter(is_active=True)
-    ]
+    cases = active_golden_cases()
     metrics: dict[str, Any] = {
         "heldout_count": len(heldout),
         "heldout_margin": feedback_margin(model, heldout, pad_id=pad_id, device=device),

@@ -10,13 +10,14 @@ customer ever asks, so they never reach the feedback.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from learning.starter.corpus import Corpus, Intent, load_corpus
 
 SCENARIO_PATH = Path(__file__).with_name("policy_change.json")
+QUICK_PARAPHRASES = 12
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,18 @@ class Scenario:
         }
 
     def golden_cases(self) -> list[tuple[str, str, list[str]]]:
-        """(question, expected answer, facts) of the policies that generous customers attack."""
+        """(question, expected answer, facts) of the policies that generous customers attack.
+
+        Three everyday wordings of each, as staff would curate them: questions the model
+        answers right today, so a drop means it learned to break the policy. (A held-out
+        paraphrase the base model already misses half the time would make the gate judge noise:
+        one flip in four questions rejected good candidates.)
+        """
         return [
-            (t.heldout[0] if t.heldout else t.seen[0], t.answer, list(t.facts))
+            (question, t.answer, list(t.facts))
             for t in self.unchanged
             if t.name in self.generous_intents
+            for question in t.seen[:3]
         ]
 
 
@@ -99,6 +107,11 @@ def load_scenario(*, quick: bool = False, path: Path = SCENARIO_PATH) -> Scenari
     if quick:
         changes = dict(list(changes.items())[:4])
         names = [*changes, *data["quick_unchanged"]]
+        # The first dozen paraphrases of each: the quick base model builds in seconds.
+        by_name = {
+            name: replace(intent, questions=intent.questions[:QUICK_PARAPHRASES])
+            for name, intent in by_name.items()
+        }
     else:
         names = [intent.name for intent in corpus.intents]
     intents = tuple(by_name[name] for name in names)

@@ -24,28 +24,26 @@ def reply_is_correct(reply: str, facts: Iterable[str]) -> bool:
 
 
 @torch.inference_mode()
-def greedy_replies(
+def greedy_continuations(
     model: Any,
     tokenizer: Any,
-    questions: Sequence[str],
+    prompts: Sequence[Sequence[int]],
     *,
     max_new_tokens: int = 96,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
 ) -> list[str]:
-    """Greedy single-turn replies, batched (left padding: rotary positions are relative)."""
+    """Greedy replies to chat-template prompts (token ids), batched with left padding
+    (rotary positions are relative)."""
     was_training = model.training
     model.eval()
-    pad_id = tokenizer.pad_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     replies: list[str] = []
-    for start in range(0, len(questions), batch_size):
-        prompts = [
-            chat_ids(tokenizer, [{"role": "user", "content": q}], add_generation_prompt=True)
-            for q in questions[start : start + batch_size]
-        ]
-        width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    for start in range(0, len(prompts), batch_size):
+        chunk = [list(p) for p in prompts[start : start + batch_size]]
+        width = max(len(p) for p in chunk)
+        input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in chunk], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
         output = model.generate(
             input_ids=input_ids,
             attention_mask=mask,
@@ -58,6 +56,30 @@ def greedy_replies(
             replies.append(tokenizer.decode(row, skip_special_tokens=True))
     model.train(was_training)
     return replies
+
+
+def greedy_replies(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[str],
+    *,
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> list[str]:
+    """Greedy single-turn replies to ``questions``, batched."""
+    prompts = [
+        chat_ids(tokenizer, [{"role": "user", "content": q}], add_generation_prompt=True)
+        for q in questions
+    ]
+    return greedy_continuations(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+    )
 
 
 def intent_accuracy(

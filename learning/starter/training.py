@@ -38,15 +38,12 @@ class StarterConfig:
     layers: int = 4
     heads: int = 4
     context: int = 384
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_share: float = 0.05
     weight_decay: float = 0.05
     augment: bool = True
-    # Share of question tokens hidden (replaced by padding) anew in every epoch: the model must
-    # answer from the words that remain, which carries over to paraphrases it never saw.
-    question_noise: float = 0.0
     max_intents: int | None = None
     max_dialogues: int | None = None
 
@@ -181,7 +178,7 @@ def build_starter_model(
         for turns in training_conversations(corpus, config)
     ]
     model = build_model(config, tokenizer)
-    losses = _train(model, encoded, config, tokenizer, progress)
+    losses = _train(model, encoded, config, tokenizer.pad_token_id, progress)
     model.eval()
     return StarterBuild(
         model=model,
@@ -197,12 +194,9 @@ def _train(
     model: LlamaForCausalLM,
     encoded: list[tuple[list[int], list[int]]],
     config: StarterConfig,
-    tokenizer: PreTrainedTokenizerFast,
+    pad_id: int,
     progress: Progress | None,
 ) -> list[float]:
-    pad_id = tokenizer.pad_token_id
-    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
-    noise_rng = torch.Generator().manual_seed(config.seed)
     batches_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total = batches_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(
@@ -229,10 +223,6 @@ def _train(
         chunks = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
         for chunk in chunks:
             input_ids, labels, mask = _collate([encoded[i] for i in chunk], pad_id)
-            if config.question_noise:
-                input_ids = _hide_question_tokens(
-                    input_ids, labels, special_ids, config.question_noise, pad_id, noise_rng
-                )
             loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -244,20 +234,6 @@ def _train(
             if progress is not None:
                 progress(step, total, losses[-1])
     return losses
-
-
-def _hide_question_tokens(
-    input_ids: torch.Tensor,
-    labels: torch.Tensor,
-    special_ids: torch.Tensor,
-    share: float,
-    pad_id: int,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Replace a random ``share`` of the user turns' text tokens by padding (word dropout)."""
-    question = (labels == -100) & ~torch.isin(input_ids, special_ids)
-    hidden = question & (torch.rand(input_ids.shape, generator=generator) < share)
-    return input_ids.masked_fill(hidden, pad_id)
 
 
 def _collate(

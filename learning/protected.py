@@ -1,0 +1,69 @@
+"""Feedback that would overwrite a golden answer is kept out of training.
+
+Golden examples are the answers staff promised to keep (the gate's golden set). The gate
+already rejects a candidate whose golden answers broke, but then everything else that round
+taught is thrown away with it, round after round, as long as the bad feedback keeps coming (a
+group of customers rewarding "full refund, no questions asked", say). So before training, each
+example is checked against the parent model: where the parent answers its prompt with every
+required fact of a golden example, an example that rates a reply without those facts up, or
+one with them down, would teach the model to break that promise, and it is left out. The
+feedback rows stay as they are, for staff to review; when a policy really changes, update its
+golden example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from learning.evaluation import GoldenCase, states_facts
+from learning.examples import ExampleSet
+from learning.starter.evaluation import greedy_continuations
+
+
+def active_golden_cases() -> list[GoldenCase]:
+    from learning.models import GoldenExample
+
+    return [
+        GoldenCase(g.question, g.expected_answer, tuple(g.required_facts or ()))
+        for g in GoldenExample.objects.filter(is_active=True)
+    ]
+
+
+def drop_golden_overrides(
+    model: Any,
+    tokenizer: Any,
+    examples: ExampleSet,
+    cases: Sequence[GoldenCase],
+    *,
+    device: str | torch.device = "cpu",
+) -> int:
+    """Remove from ``examples.train`` the examples that contradict a golden answer.
+
+    Where the parent's reply to an example's prompt states a golden example's required facts,
+    a desirable example must state them too, and an undesirable one must not (rating the
+    promised answer down would push it away just as well). Returns how many were removed (also
+    stored as ``examples.counts["protected"]``; the ``train`` count is updated).
+    """
+    promises = [case.required_facts for case in cases if case.required_facts]
+    dropped: set[int] = set()
+    if promises and examples.train:
+        prompts = list(dict.fromkeys(example.prompt_ids for example in examples.train))
+        replies = dict(
+            zip(
+                prompts, greedy_continuations(model, tokenizer, prompts, device=device), strict=True
+            )
+        )
+        for index, example in enumerate(examples.train):
+            kept = [facts for facts in promises if states_facts(replies[example.prompt_ids], facts)]
+            if not kept:
+                continue
+            taught = tokenizer.decode(example.reply_ids, skip_special_tokens=True)
+            if any(states_facts(taught, facts) != (example.label > 0) for facts in kept):
+                dropped.add(index)
+    examples.train = [e for i, e in enumerate(examples.train) if i not in dropped]
+    examples.counts["protected"] = len(dropped)
+    examples.counts["train"] = len(examples.train)
+    return len(dropped)
