@@ -174,7 +174,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # α: the step size of the task step and of the pull toward θ₀.
 LEARNING_RATE = envfloat("LEARNING_RATE", 1e-3, minimum=0.0)
 # λ: the strength of the pull toward θ₀ (0 = plain fine-tuning).
-LEARNING_ANCHOR_STRENGTH = envfloat("LEARNING_ANCHOR_STRENGTH", 10.0, minimum=0.0)
+LEARNING_ANCHOR_STRENGTH = envfloat("LEARNING_ANCHOR_STRENGTH", 300.0, minimum=0.0)
 # Ω's kind: l2sp (wᵢ = 1) or ewc (wᵢ = diagonal Fisher on retention data).
 LEARNING_REGULARIZER = envchoice("LEARNING_REGULARIZER", "ewc", ("l2sp", "ewc"))
 # Whether biases and norm weights (1-D parameters) are pulled toward θ₀ too.

@@ -22,7 +22,7 @@ ProgressCallback = Callable[[int, int, float], None]
 @dataclass(frozen=True)
 class Hyperparameters:
     lr: float = 1e-3
-    anchor_strength: float = 10.0
+    anchor_strength: float = 300.0
     regularizer: str = "ewc"
     pull_1d_params: bool = True
     anchor: str = "base"

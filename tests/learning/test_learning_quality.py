@@ -60,7 +60,10 @@ def run_training(**overrides) -> TrainingRun:
 def test_it_promotes_a_candidate_trained_on_consistent_feedback(active_model_version):
     store_consistent_feedback()
 
-    run = run_training()
+    # The default λ (300) is tuned on the starter model by bench/learn.py; on this tiny model,
+    # whose Fisher weights are far larger, it holds the weights almost still. Same update,
+    # the tiny model's scale.
+    run = run_training(anchor_strength=10.0)
 
     assert run.status == TrainingRun.Status.SUCCEEDED, run.gate_reasons
     assert run.gate_passed
