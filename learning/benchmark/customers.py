@@ -45,6 +45,8 @@ class Crowd:
     # Honest customers asking each policy the generous group attacks: they are a group among
     # the customers who ask those questions, not all of them.
     honest_per_attacked_intent: int = 2
+    # Customers chatting at once (1: one after the other, the same rows every run).
+    concurrency: int = 32
 
 
 def plan_round(scenario: Scenario, crowd: Crowd, rng: random.Random, round_no: int) -> list[Visit]:
@@ -109,13 +111,13 @@ def _session_cookie(cache: dict[str, str], session: str) -> str:
 async def _visit(visit, scenario, crowd, rng, cookies, gate, tally) -> None:
     from chatbot_site.asgi import application
 
-    cookie = await _session_cookie(cookies, visit.session)
-    headers = [
-        (b"origin", b"http://testserver"),
-        (b"host", b"testserver"),
-        (b"cookie", cookie.encode()),
-    ]
     async with gate:
+        cookie = await _session_cookie(cookies, visit.session)
+        headers = [
+            (b"origin", b"http://testserver"),
+            (b"host", b"testserver"),
+            (b"cookie", cookie.encode()),
+        ]
         socket = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
         connected, _ = await socket.connect(timeout=TIMEOUT)
         assert connected, "the chat socket refused a simulated customer"
@@ -138,10 +140,19 @@ async def _visit(visit, scenario, crowd, rng, cookies, gate, tally) -> None:
 async def run_visits(
     visits: list[Visit], scenario: Scenario, crowd: Crowd, seed: int, concurrency: int = 32
 ) -> Counter:
-    """All visits, ``concurrency`` at a time (the engine batches them); a tally of ratings."""
-    rng = random.Random(seed)
+    """All visits, ``concurrency`` at a time (the engine batches them); a tally of ratings.
+
+    Each visit draws its random choices from its own generator, so what a customer does does not
+    depend on the order in which concurrent replies finish; with ``concurrency=1`` the whole
+    round (rows, their order, every batch) is the same from run to run.
+    """
     gate = asyncio.Semaphore(concurrency)
     cookies: dict[str, str] = {}
     tally: Counter = Counter()
-    await asyncio.gather(*(_visit(v, scenario, crowd, rng, cookies, gate, tally) for v in visits))
+    await asyncio.gather(
+        *(
+            _visit(v, scenario, crowd, random.Random(seed * 100_003 + n), cookies, gate, tally)
+            for n, v in enumerate(visits)
+        )
+    )
     return tally

@@ -167,7 +167,7 @@ def run_config(
 async def _talk(visits, scenario: Scenario, crowd: Crowd, seed: int) -> Any:
     from conversations.consumers import wait_for_replies
 
-    tally = await run_visits(visits, scenario, crowd, seed=seed)
+    tally = await run_visits(visits, scenario, crowd, seed=seed, concurrency=crowd.concurrency)
     await wait_for_replies()
     return tally
 

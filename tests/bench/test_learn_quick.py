@@ -35,7 +35,15 @@ def quick_setup(settings, tmp_path):
 
 def test_it_learns_the_changed_policy_through_the_real_loop(quick_setup):
     scenario, base_path = quick_setup
-    crowd = Crowd(per_changed_intent=6, unchanged=6, adversarial_visits=6, generous_visits=4)
+    # One customer at a time: the same feedback rows in the same order on every run and
+    # database, so the outcome does not depend on which concurrent reply finished first.
+    crowd = Crowd(
+        per_changed_intent=6,
+        unchanged=6,
+        adversarial_visits=6,
+        generous_visits=4,
+        concurrency=1,
+    )
 
     base, results = run_benchmark(scenario, str(base_path), [QUICK_CONFIG], rounds=3, crowd=crowd)
 
@@ -63,8 +71,9 @@ QUICK_CONFIG = BenchConfig(
         "unlikelihood_weight": 0.0,
     },
 )
-# Learning that stops leaves both rises at 0. Single runs gave +33 to +83 points on seen and
-# +12.5 to +44 on held-out paraphrases (one held-out question is 12.5 points), depending on the
-# database's row order and torch's thread count: the bounds sit below the worst of those.
-SEEN_RISE = 0.25
+# Learning that stops leaves both rises at 0. With one customer at a time the run is the same
+# on SQLite and PostgreSQL: +25 points on seen and +25 on held-out paraphrases (one held-out
+# question is 6.25 points). Earlier concurrent runs varied from +6 to +44 on held-out with the
+# row order; the bounds sit below the deterministic run, for other CPUs' float rounding.
+SEEN_RISE = 0.15
 HELDOUT_RISE = 0.10
