@@ -10,6 +10,8 @@ import torch
 
 from learning.examples import TrainingExample, encode_turn
 from learning.losses import collate, token_logprobs
+from learning.starter.evaluation import greedy_continuations
+from learning.starter.tokenizer import chat_ids
 
 Encoded = tuple[tuple[int, ...], tuple[int, ...], int]
 
@@ -83,28 +85,14 @@ def feedback_margin(
     return good_mean - bad_mean
 
 
-@torch.no_grad()
 def greedy_reply(model, tokenizer, question: str, *, max_new_tokens: int = 96, device="cpu") -> str:
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}],
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=False,
+    prompt = chat_ids(
+        tokenizer, [{"role": "user", "content": question}], add_generation_prompt=True
     )
-    if hasattr(prompt, "keys"):
-        prompt = prompt["input_ids"]
-    input_ids = torch.tensor([list(prompt)], device=device)
-    output = model.generate(
-        input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id
-        if tokenizer.pad_token_id is not None
-        else tokenizer.eos_token_id,
+    (reply,) = greedy_continuations(
+        model, tokenizer, [prompt], max_new_tokens=max_new_tokens, device=device
     )
-    return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip()
+    return reply.strip()
 
 
 def states_facts(reply: str, facts: Sequence[str]) -> bool:

@@ -37,7 +37,9 @@ def greedy_continuations(
     (rotary positions are relative)."""
     was_training = model.training
     model.eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id
     replies: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chunk = [list(p) for p in prompts[start : start + batch_size]]

@@ -9,7 +9,7 @@ from learning import runs
 from learning.checkpoints import load_checkpoint
 from learning.evaluation import GoldenCase
 from learning.examples import ExampleSet, TrainingExample, encode_turn
-from learning.models import GoldenExample, TrainingRun
+from learning.models import GoldenExample, ModelVersion, TrainingRun
 from learning.protected import drop_golden_overrides
 from learning.starter.corpus import load_corpus
 from tests.learning.consistent_feedback import pin_promotable_hyperparameters
@@ -91,4 +91,4 @@ def test_a_run_whose_feedback_only_contradicts_golden_answers_fails_clearly(
 
     assert run.status == TrainingRun.Status.FAILED
     assert "would overwrite golden answers" in run.error
-    assert active_model_version.__class__.objects.get(pk=active_model_version.pk).status == "active"
+    assert ModelVersion.objects.get(pk=active_model_version.pk).status == "active"
