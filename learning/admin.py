@@ -178,7 +178,7 @@ def with_rating_counts(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersio
 def delete_selected(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ModelVersion]
 ) -> HttpResponse | None:
-    if queryset.filter(status=ModelVersion.Status.ACTIVE).exists():
+    if queryset.active().exists():
         modeladmin.message_user(
             request,
             "The active model version cannot be deleted; promote another version first.",
@@ -320,7 +320,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             else f"Promote {version.name}?",
             "kind": kind,
             "version": version,
-            "active": ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first(),
+            "active": ModelVersion.objects.active().first(),
             "forced": version.status == ModelVersion.Status.REJECTED,
             "gate_reasons": run.gate_reasons if run else [],
             "metrics": metrics_table(version.metrics, caption=f"Metrics of {version.name}"),

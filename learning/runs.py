@@ -227,18 +227,18 @@ def anchor_for(parent: ModelVersion, anchor_kind: str) -> ModelVersion:
 
 
 def _execute(run: TrainingRun) -> None:
-    from learning.checkpoints import load_checkpoint, write_checkpoint
+    from learning.checkpoints import load_checkpoint, pick_device, write_checkpoint
     from learning.evaluation import encode_pairs
     from learning.examples import build_examples_from_feedback
     from learning.fisher import cached_fisher
     from learning.protected import active_golden_cases, drop_golden_overrides
     from learning.retention import known_intent_count, replay_pairs
-    from learning.training import Hyperparameters, pick_device, planned_steps, train_candidate
-    from learning.versions import get_active_version_row, register_version
+    from learning.training import Hyperparameters, planned_steps, train_candidate
+    from learning.versions import register_version
 
     started = time.monotonic()
     hp = Hyperparameters.from_settings(run.hyperparameters)
-    parent = get_active_version_row()
+    parent = ModelVersion.objects.active().first()
     if parent is None:
         raise LearningError("No model version is active: nothing to fine-tune.")
     anchor = anchor_for(parent, hp.anchor)
@@ -470,7 +470,7 @@ def rollback(*, to: ModelVersion | None = None, by: Any = None, note: str = "") 
     instead of toggling between the last two activations.
     """
     if to is None:
-        current = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+        current = ModelVersion.objects.active().first()
         earlier = ModelVersion.objects.filter(activated_at__isnull=False).exclude(
             status=ModelVersion.Status.ACTIVE
         )

@@ -38,13 +38,9 @@ def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -
     database constraint would refuse a second active version anyway.
     """
     with transaction.atomic():
-        list(
-            ModelVersion.objects.select_for_update()
-            .filter(status=ModelVersion.Status.ACTIVE)
-            .values_list("pk", flat=True)
-        )
+        list(ModelVersion.objects.active().select_for_update().values_list("pk", flat=True))
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exclude(pk=locked.pk).update(
+        ModelVersion.objects.active().exclude(pk=locked.pk).update(
             status=ModelVersion.Status.RETIRED
         )
         locked.status = ModelVersion.Status.ACTIVE
@@ -56,7 +52,3 @@ def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -
         transaction.on_commit(forget_active_version)
     version.refresh_from_db()
     return version
-
-
-def get_active_version_row() -> ModelVersion | None:
-    return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
