@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conversations.models import Feedback
-from learning import runs
+from learning import run_pipeline, runs
 from learning.models import ModelVersion, TrainingRun
 from tests.learning.consistent_feedback import pin_promotable_hyperparameters, rate_consistently
 
@@ -35,7 +35,7 @@ def queue(**overrides) -> TrainingRun:
 def watch_status(monkeypatch) -> list[str]:
     """The run's status as stored in the database while training reports progress."""
     seen: list[str] = []
-    real = runs._progress_reporter
+    real = run_pipeline._progress_reporter
 
     def reporter(run):
         report = real(run)
@@ -46,7 +46,7 @@ def watch_status(monkeypatch) -> list[str]:
 
         return recording
 
-    monkeypatch.setattr(runs, "_progress_reporter", reporter)
+    monkeypatch.setattr(run_pipeline, "_progress_reporter", reporter)
     return seen
 
 
