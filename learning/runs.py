@@ -22,6 +22,7 @@ import traceback
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -30,6 +31,9 @@ from django.utils import timezone
 from learning.models import TrainingRun
 
 logger = logging.getLogger(__name__)
+
+TRAIN_TASK = "learning.tasks.train_model"  # routed to the gpu queue (CELERY_TASK_ROUTES)
+
 
 # --- Requesting ------------------------------------------------------------------
 
@@ -72,9 +76,8 @@ def request_training_run(
 
 
 def enqueue_training_run(run_id: int) -> None:
-    from learning.tasks import train_model
-
-    train_model.delay(run_id)
+    # By name: learning.tasks calls this module, so this module does not import it.
+    current_app.send_task(TRAIN_TASK, args=[run_id])
 
 
 def usable_feedback_count() -> int:
