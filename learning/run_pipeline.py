@@ -76,7 +76,7 @@ class _RunInputs:
 
     parent: ModelVersion
     anchor: ModelVersion
-    known_intents: int | None  # intents of the retention corpus the anchor was built on
+    known_intents: int | None  # corpus intents the anchor was trained on (None: all)
     model: Any  # the parent's weights, trained in place
     tokenizer: Any
     pad_id: int
