@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _active_checkpoint() -> str:
-    from learning.versions import get_active_version_row
+    from learning.models import ModelVersion
 
-    version = get_active_version_row()
+    version = ModelVersion.objects.active().first()
     if version is None:
         raise SystemExit("No active model version: build the starter model or pass --checkpoint.")
     return version.checkpoint_path

@@ -29,10 +29,10 @@ from django.conf import settings
 from conversations import protocol, services
 from conversations.protocol import ProtocolError
 from learning import serving
+from learning.generation import ActiveVersion, EngineBusy
 
 if TYPE_CHECKING:
     from learning.engine import ReplyStream
-    from learning.serving import ActiveVersion
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             end = {"type": "bot_message.end", "id": bot_message_id, "text": result.text}
             # The engine answers each request with the version it was given.
             await self._send_frame({**end, "model_version": version.name})
-        except serving.EngineBusy:
+        except EngineBusy:
             await self._fail_reply(bot_message_id, [], version)
             await self._send_error("busy", BUSY)
         except services.ChatError as error:

@@ -1,7 +1,8 @@
 """Operating the learning loop from the admin: model versions, training runs, the golden set.
 
-Rows change only through `learning.runs` (retrain, promote, roll back), the same functions the
-management commands and the JSON endpoint call; this module renders pages and dispatches.
+Rows change only through `learning.runs` (retrain) and `learning.versions` (promote, roll
+back), the same functions the management commands and the JSON endpoint call; this module
+renders pages and dispatches.
 Operator actions need the `learning.operate_learning` permission on top of staff status;
 everyone else gets 403. What the admin must never do is delete the version that is
 answering customers, or edit a training run's record.
@@ -34,7 +35,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from conversations.models import Feedback
-from learning import runs
+from learning import runs, versions
 from learning.charts import ShareRow, loss_curve_svg, metric_trend_svg, share_bars_svg
 from learning.models import GoldenExample, ModelVersion, TrainingRun
 
@@ -178,7 +179,7 @@ def with_rating_counts(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersio
 def delete_selected(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ModelVersion]
 ) -> HttpResponse | None:
-    if queryset.filter(status=ModelVersion.Status.ACTIVE).exists():
+    if queryset.active().exists():
         modeladmin.message_user(
             request,
             "The active model version cannot be deleted; promote another version first.",
@@ -295,12 +296,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
             note = form.cleaned_data["note"].strip()
             try:
                 if kind == "rollback":
-                    runs.rollback(
+                    versions.rollback(
                         to=version, by=request.user, note=f"Rolled back to {version.name}: {note}"
                     )
                 else:
-                    runs.promote_version(version, by=request.user, note=note)
-            except runs.LearningError as exc:
+                    versions.promote_version(version, by=request.user, note=note)
+            except versions.LearningError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 return HttpResponseRedirect(change_url)
             verb = "Rolled back to" if kind == "rollback" else "Promoted"
@@ -320,7 +321,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             else f"Promote {version.name}?",
             "kind": kind,
             "version": version,
-            "active": ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first(),
+            "active": ModelVersion.objects.active().first(),
             "forced": version.status == ModelVersion.Status.REJECTED,
             "gate_reasons": run.gate_reasons if run else [],
             "metrics": metrics_table(version.metrics, caption=f"Metrics of {version.name}"),
@@ -542,7 +543,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             run, created = runs.request_training_run(
                 trigger=TrainingRun.Trigger.OPERATOR, by=request.user
             )
-        except (runs.LearningError, ValueError) as exc:
+        except ValueError as exc:
             self.message_user(request, f"No run was queued: {exc}", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:learning_trainingrun_changelist"))
         if created:

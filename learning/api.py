@@ -78,7 +78,7 @@ def training_run(request: HttpRequest, run_id: int) -> JsonResponse:
 @_staff_only
 @require_GET
 def learning_status(request: HttpRequest) -> JsonResponse:
-    active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+    active = ModelVersion.objects.active().first()
     open_run = runs.open_run()
     return JsonResponse(
         {

@@ -10,7 +10,7 @@ from pathlib import Path
 from django.conf import settings
 
 from learning.models import ModelVersion
-from learning.versions import activate_version, get_active_version_row, register_version
+from learning.versions import activate_version, register_version
 
 
 def ensure_base_model(
@@ -28,7 +28,7 @@ def ensure_base_model(
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / ".ensure_base_model.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        active = get_active_version_row()
+        active = ModelVersion.objects.active().first()
         if active is not None:
             return active, False
         if base_model:

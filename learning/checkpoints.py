@@ -12,9 +12,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    import torch
 
 METADATA_FILE = "metadata.json"
 
@@ -69,6 +72,15 @@ def _swap_in(staging: Path, destination: Path) -> None:
 
 def checkpoint_size_bytes(path: str | Path) -> int:
     return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file())
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """``cuda`` or ``cpu``; ``auto`` takes the GPU when there is one."""
+    import torch
+
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:

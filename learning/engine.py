@@ -36,8 +36,8 @@ from django.conf import settings
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from learning.checkpoints import CheckpointError, load_checkpoint
-from learning.serving import ActiveVersion, EngineBusy
+from learning.checkpoints import CheckpointError, load_checkpoint, pick_device
+from learning.generation import ActiveVersion, EngineBusy
 
 logger = logging.getLogger(__name__)
 
@@ -321,8 +321,6 @@ class GenerationEngine:
 
     @classmethod
     def from_settings(cls) -> GenerationEngine:
-        from learning.training import pick_device
-
         device = pick_device(settings.ENGINE_DEVICE).type
         return cls(
             GenerationOptions(

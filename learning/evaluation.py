@@ -125,3 +125,30 @@ def golden_metrics(
         )
         metrics["golden_fact_accuracy"] = correct / len(with_facts)
     return metrics
+
+
+def measure_model(
+    model,
+    tokenizer,
+    heldout: Sequence[TrainingExample],
+    *,
+    retention: Sequence[Encoded],
+    golden_cases: Sequence[GoldenCase],
+    max_tokens: int,
+) -> dict[str, float | int | None]:
+    """The gate's metrics for one model: held-out feedback, retention, golden set.
+
+    ``retention`` is the encoded retention corpus; the run encodes it and reads the golden set
+    once, so that the parent and the candidate are measured on the same questions.
+    """
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    metrics: dict[str, float | int | None] = {
+        "heldout_count": len(heldout),
+        "heldout_margin": feedback_margin(model, heldout, pad_id=pad_id, device=device),
+        "retention_perplexity": perplexity(model, retention, pad_id=pad_id, device=device),
+    }
+    metrics.update(
+        golden_metrics(model, tokenizer, golden_cases, max_tokens=max_tokens, device=device)
+    )
+    return metrics

@@ -7,6 +7,12 @@ from django.db import models
 from django.db.models import Q
 
 
+class ModelVersionQuerySet(models.QuerySet):
+    def active(self) -> ModelVersionQuerySet:
+        """The version that answers customers: one row at most (a database constraint)."""
+        return self.filter(status=ModelVersion.Status.ACTIVE)
+
+
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
         READY = "ready", "Ready"
@@ -43,6 +49,8 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     activation_note = models.CharField(max_length=500, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

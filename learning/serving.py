@@ -14,22 +14,11 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from learning.generation import ActiveVersion
+from learning.models import ModelVersion
+
 if TYPE_CHECKING:
     from learning.engine import GenerationEngine
-
-
-class EngineBusy(Exception):
-    """The engine has ENGINE_MAX_QUEUE replies queued or running: a new one is refused at once.
-
-    Defined here, not in the engine, so that consumers can catch it without importing torch.
-    """
-
-
-@dataclass(frozen=True)
-class ActiveVersion:
-    id: int
-    name: str
-    checkpoint_path: str
 
 
 @dataclass(frozen=True)
@@ -66,9 +55,7 @@ def forget_active_version() -> None:
 
 
 def _read_active_version() -> ActiveVersion | None:
-    from learning.versions import get_active_version_row
-
-    row = get_active_version_row()
+    row = ModelVersion.objects.active().first()
     if row is None:
         return None
     return ActiveVersion(id=row.pk, name=row.name, checkpoint_path=row.checkpoint_path)

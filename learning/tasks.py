@@ -9,7 +9,7 @@ from learning import runs
 
 
 @shared_task(
-    name="learning.tasks.train_model",
+    name=runs.TRAIN_TASK,
     acks_late=True,
     reject_on_worker_lost=True,
     time_limit=settings.CELERY_TASK_TIME_LIMIT,

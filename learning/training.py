@@ -85,12 +85,6 @@ class Hyperparameters:
         return asdict(self)
 
 
-def pick_device(preference: str = "auto") -> torch.device:
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def planned_steps(n_examples: int, hp: Hyperparameters) -> int:
     per_batch = max(1, hp.batch_size - _replay_per_batch(hp))
     steps = hp.epochs * math.ceil(n_examples / per_batch) if n_examples else 0

@@ -1,4 +1,8 @@
-"""Model versions: registering a checkpoint and switching the one that answers customers."""
+"""Model versions: registering a checkpoint, switching the one that answers customers, lineage.
+
+Every change of the active version goes through ``activate_version``: the gate's promotion after
+a training run, an operator's promotion or rollback (admin, commands), the start-up base model.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ from django.utils import timezone
 
 from learning.models import ModelVersion
 from learning.serving import forget_active_version
+
+
+class LearningError(Exception):
+    """An operator's request that cannot be carried out (shown to them as is)."""
 
 
 def register_version(
@@ -38,13 +46,9 @@ def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -
     database constraint would refuse a second active version anyway.
     """
     with transaction.atomic():
-        list(
-            ModelVersion.objects.select_for_update()
-            .filter(status=ModelVersion.Status.ACTIVE)
-            .values_list("pk", flat=True)
-        )
+        list(ModelVersion.objects.active().select_for_update().values_list("pk", flat=True))
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).exclude(pk=locked.pk).update(
+        ModelVersion.objects.active().exclude(pk=locked.pk).update(
             status=ModelVersion.Status.RETIRED
         )
         locked.status = ModelVersion.Status.ACTIVE
@@ -58,5 +62,39 @@ def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -
     return version
 
 
-def get_active_version_row() -> ModelVersion | None:
-    return ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+def promote_version(version: ModelVersion, *, by: Any = None, note: str = "") -> ModelVersion:
+    """Make ``version`` the one that answers (forced when it was rejected or retired)."""
+    if version.status == ModelVersion.Status.ACTIVE:
+        raise LearningError(f"{version.name} is already active.")
+    return activate_version(version, by=by if getattr(by, "pk", None) else None, note=note)
+
+
+def rollback(*, to: ModelVersion | None = None, by: Any = None, note: str = "") -> ModelVersion:
+    """Re-activate ``to``, or the newest older version that has answered customers before.
+
+    "Older" is by creation, so repeated rollbacks walk back in time (run-3 → run-2 → base)
+    instead of toggling between the last two activations.
+    """
+    if to is None:
+        current = ModelVersion.objects.active().first()
+        earlier = ModelVersion.objects.filter(activated_at__isnull=False).exclude(
+            status=ModelVersion.Status.ACTIVE
+        )
+        if current is not None:
+            earlier = earlier.filter(pk__lt=current.pk)  # ids follow creation
+        to = earlier.order_by("-pk").first()
+        if to is None:
+            raise LearningError("There is no earlier version to roll back to.")
+    return promote_version(to, by=by, note=note or f"Rolled back to {to.name}")
+
+
+def anchor_for(parent: ModelVersion, anchor_kind: str) -> ModelVersion:
+    """θ₀ of a run that fine-tunes ``parent``: the parent itself, or the base it descends from."""
+    if anchor_kind == "parent":
+        return parent
+    if parent.anchor_id:
+        return parent.anchor
+    version = parent
+    while version.parent_id:
+        version = version.parent
+    return version

@@ -143,7 +143,7 @@ def run_config(
         if run is None or run.status == TrainingRun.Status.FAILED:
             raise RuntimeError(f"training run failed: {run.error if run else 'not claimed'}")
         forget_active_version()
-        active = ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
+        active = ModelVersion.objects.active().get()
         measurement = measure(active.checkpoint_path, scenario, eval_per_intent=eval_per_intent)
         result = RoundResult(
             round_no,

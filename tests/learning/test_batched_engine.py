@@ -10,7 +10,7 @@ import torch
 
 from learning.checkpoints import load_checkpoint
 from learning.engine import GenerationEngine, GenerationOptions, IncrementalText, _Batch
-from learning.serving import ActiveVersion, EngineBusy
+from learning.generation import ActiveVersion, EngineBusy
 from learning.starter.corpus import load_corpus
 
 MAX_NEW_TOKENS = 48

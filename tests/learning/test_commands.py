@@ -61,7 +61,7 @@ def versions(active_model_version):
 
 
 def active() -> str:
-    return ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE).name
+    return ModelVersion.objects.active().get().name
 
 
 @pytest.mark.parametrize("name", COMMANDS)

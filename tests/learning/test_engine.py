@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 
 from learning import serving
 from learning.engine import GenerationEngine, GenerationError, GenerationOptions, cut_prompt
+from learning.generation import ActiveVersion
 from learning.models import ModelVersion
-from learning.serving import ActiveVersion
 from learning.starter.corpus import load_corpus
 from learning.versions import activate_version
 

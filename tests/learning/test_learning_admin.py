@@ -377,7 +377,7 @@ def test_it_refuses_promote_and_rollback_without_the_permission(onlooker, lineag
     assert client.get(url).status_code == 403
     assert client.post(url, {"note": "sneaky"}).status_code == 403
 
-    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE).name == "v2"
+    assert ModelVersion.objects.active().get().name == "v2"
 
 
 def test_it_shows_version_metrics_readably_and_charts_them(operator, lineage):

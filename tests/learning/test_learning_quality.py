@@ -68,7 +68,7 @@ def test_it_promotes_a_candidate_trained_on_consistent_feedback(active_model_ver
     assert run.status == TrainingRun.Status.SUCCEEDED, run.gate_reasons
     assert run.gate_passed
     assert run.metrics_after["heldout_margin"] > run.metrics_before["heldout_margin"]
-    active = ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
+    active = ModelVersion.objects.active().get()
     assert active == run.result_version
     assert active.parent == active_model_version
     assert Feedback.objects.filter(used_by_run=run).count() > 0
@@ -82,6 +82,6 @@ def test_it_rejects_a_candidate_that_forgets_for_retention(active_model_version)
     assert run.status == TrainingRun.Status.REJECTED
     assert not run.gate_passed
     assert any(reason.startswith("FAIL retention") for reason in run.gate_reasons), run.gate_reasons
-    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE) == active_model_version
+    assert ModelVersion.objects.active().get() == active_model_version
     assert run.result_version.status == ModelVersion.Status.REJECTED
     assert not Feedback.objects.filter(used_by_run=run).exists()

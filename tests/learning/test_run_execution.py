@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conversations.models import Feedback
-from learning import runs
+from learning import run_pipeline, runs
 from learning.models import ModelVersion, TrainingRun
 from tests.learning.consistent_feedback import pin_promotable_hyperparameters, rate_consistently
 
@@ -35,7 +35,7 @@ def queue(**overrides) -> TrainingRun:
 def watch_status(monkeypatch) -> list[str]:
     """The run's status as stored in the database while training reports progress."""
     seen: list[str] = []
-    real = runs._progress_reporter
+    real = run_pipeline._progress_reporter
 
     def reporter(run):
         report = real(run)
@@ -46,7 +46,7 @@ def watch_status(monkeypatch) -> list[str]:
 
         return recording
 
-    monkeypatch.setattr(runs, "_progress_reporter", reporter)
+    monkeypatch.setattr(run_pipeline, "_progress_reporter", reporter)
     return seen
 
 
@@ -120,7 +120,7 @@ def test_a_forgetful_candidate_is_rejected_and_nothing_changes(active_model_vers
     assert run.status == TrainingRun.Status.REJECTED and run.gate_passed is False
     assert any(r.startswith("FAIL retention") for r in run.gate_reasons), run.gate_reasons
     assert run.result_version.status == ModelVersion.Status.REJECTED
-    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE) == active_model_version
+    assert ModelVersion.objects.active().get() == active_model_version
     assert run.hyperparameters["lr"] == FORGETFUL["lr"]
     # Rejected: the feedback stays usable for a better run.
     assert not Feedback.objects.filter(used_by_run__isnull=False).exists()
@@ -144,7 +144,7 @@ def test_a_crash_while_saving_leaves_no_checkpoint_and_fails_the_run(
     assert run.status == TrainingRun.Status.FAILED
     assert "No space left on device" in run.error and run.finished_at
     assert run.result_version is None
-    assert ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE) == active_model_version
+    assert ModelVersion.objects.active().get() == active_model_version
     assert not [p for p in checkpoints.iterdir() if p.name != "fisher"]
     assert runs.usable_feedback_count() > 0
     assert runs.open_run() is None  # the next trigger can queue a run

@@ -64,7 +64,7 @@ def test_a_killed_training_is_rerun_clean_and_the_model_stays_until_then(
 
     killed = TrainingRun.objects.get(pk=run.pk)
     assert killed.step < STEPS, "training ended before it could be killed: raise STEPS"
-    assert ModelVersion.objects.get(status="active") == active_model_version
+    assert ModelVersion.objects.active().get() == active_model_version
     assert ModelVersion.objects.count() == 1
     assert checkpoint_entries(settings.CHECKPOINT_DIR) == []
 
@@ -83,6 +83,6 @@ def test_a_killed_training_is_rerun_clean_and_the_model_stays_until_then(
     # Exactly one complete checkpoint (the second attempt's); nothing staged, nothing partial.
     assert checkpoint_entries(settings.CHECKPOINT_DIR) == [candidate.name]
     assert (settings.CHECKPOINT_DIR / candidate.name / "model.safetensors").is_file()
-    active = ModelVersion.objects.get(status="active")
+    active = ModelVersion.objects.active().get()
     assert active == (candidate if rerun.status == "succeeded" else active_model_version)
     assert "WorkerLostError" in worker.log() or "exited with 'signal 9" in worker.log()

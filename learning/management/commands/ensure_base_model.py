@@ -27,7 +27,7 @@ class Command(BaseCommand):
         def build_starter() -> ModelVersion:
             arguments = ["--tiny"] if options["tiny"] else []
             call_command("build_starter_model", *arguments, stdout=self.stdout)
-            return ModelVersion.objects.get(status=ModelVersion.Status.ACTIVE)
+            return ModelVersion.objects.active().get()
 
         try:
             version, changed = ensure_base_model(build_starter=build_starter, log=self.stdout.write)

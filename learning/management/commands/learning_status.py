@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         limit = int(options["limit"])
-        active = ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).first()
+        active = ModelVersion.objects.active().first()
         self.stdout.write(f"Active model: {active.name if active else 'none'}")
         self.stdout.write(f"Usable feedback not yet learned from: {runs.usable_feedback_count()}")
         self.stdout.write("\nModel versions:")

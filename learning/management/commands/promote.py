@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from learning import runs
+from learning import versions
 from learning.models import ModelVersion
 
 
@@ -24,9 +24,9 @@ class Command(BaseCommand):
         except ModelVersion.DoesNotExist:
             raise CommandError(f"No model version named {options['version']!r}.") from None
         try:
-            runs.promote_version(
+            versions.promote_version(
                 version, note=str(options["note"]) or "Promoted with the promote command"
             )
-        except runs.LearningError as exc:
+        except versions.LearningError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"{version.name} is now active."))

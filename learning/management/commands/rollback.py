@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from learning import runs
+from learning import versions
 from learning.models import ModelVersion
 
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
             except ModelVersion.DoesNotExist:
                 raise CommandError(f"No model version named {options['to']!r}.") from None
         try:
-            version = runs.rollback(to=target, note=str(options["note"]))
-        except runs.LearningError as exc:
+            version = versions.rollback(to=target, note=str(options["note"]))
+        except versions.LearningError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"Rolled back: {version.name} is now active."))

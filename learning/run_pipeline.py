@@ -1,0 +1,322 @@
+"""The work of one claimed training run: examples → anchor → update → gate → registration.
+
+``runs.execute_training_run`` claims the run and calls ``execute_claimed_run``; whatever this
+module raises fails the run, and the active model stays as it was. The candidate is written to
+a temporary directory and renamed into place, and the active version changes only inside
+``activate_version``'s transaction, after the gate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from conversations.models import Feedback
+from learning.checkpoints import load_checkpoint, pick_device, write_checkpoint
+from learning.evaluation import (
+    Encoded,
+    GoldenCase,
+    encode_pairs,
+    measure_model,
+    reply_logprob_sums,
+)
+from learning.examples import ExampleSet, build_examples_from_feedback
+from learning.fisher import cached_fisher
+from learning.gate import judge_candidate
+from learning.models import ModelVersion, TrainingRun
+from learning.protected import active_golden_cases, drop_golden_overrides
+from learning.retention import gate_retention_pairs, known_intent_count, replay_pairs
+from learning.training import Hyperparameters, planned_steps, train_candidate
+from learning.versions import LearningError, anchor_for, promote_version, register_version
+
+LOSS_HISTORY_POINTS = 400
+PROGRESS_EVERY_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What one run reads from the settings, read once as it starts and passed down.
+
+    The hyper-parameters are the run's own: read from the settings when it was requested and
+    stored on its row.
+    """
+
+    hyperparameters: Hyperparameters
+    require_approval: bool
+    per_owner_cap: int
+    heldout_share: float
+    max_perplexity_rise: float
+    device: torch.device
+    checkpoint_dir: Path
+
+    @classmethod
+    def for_run(cls, run: TrainingRun) -> RunSettings:
+        return cls(
+            hyperparameters=Hyperparameters.from_settings(run.hyperparameters),
+            require_approval=settings.LEARNING_REQUIRE_APPROVAL,
+            per_owner_cap=settings.LEARNING_PER_OWNER_CAP,
+            heldout_share=settings.LEARNING_HELDOUT_SHARE,
+            max_perplexity_rise=settings.LEARNING_MAX_PERPLEXITY_RISE,
+            device=pick_device(settings.LEARNING_DEVICE),
+            checkpoint_dir=Path(settings.CHECKPOINT_DIR),
+        )
+
+
+@dataclass(frozen=True)
+class _RunInputs:
+    """What a run starts from: the parent model it fine-tunes, its anchor, the data."""
+
+    parent: ModelVersion
+    anchor: ModelVersion
+    known_intents: int | None  # corpus intents the anchor was trained on (None: all)
+    model: Any  # the parent's weights, trained in place
+    tokenizer: Any
+    pad_id: int
+    examples: ExampleSet
+    replay: list[Encoded]
+    # Measured before and after training: read once, so that both measures see the same.
+    retention: list[Encoded]
+    golden_cases: list[GoldenCase]
+
+
+@dataclass(frozen=True)
+class _AnchorTerms:
+    """θ₀ and what the regularized update weighs the pull towards it with."""
+
+    state: dict[str, torch.Tensor]
+    fisher: dict[str, torch.Tensor] | None  # EWC weights (regularizer "ewc")
+    reference_logps: dict[int, float] | None  # θ₀ log-probability per example (loss "kto")
+
+
+def execute_claimed_run(run: TrainingRun) -> None:
+    """Train a candidate for ``run``, judge it and register it (promoted or rejected).
+
+    Raises when the run cannot go on (no active version, no usable feedback, …).
+    """
+    started = time.monotonic()
+    config = RunSettings.for_run(run)
+    inputs = _load_inputs(run, config)
+    anchor = _prepare_anchor(inputs, config)
+    metrics_before = _measure(inputs, config)
+    _save(run, metrics_before=metrics_before, heartbeat_at=timezone.now())
+    metrics_after = _train(run, inputs, anchor, config)
+    _judge_and_register(run, inputs, config, metrics_before, metrics_after, started=started)
+
+
+def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
+    """The active version's model and the examples from feedback; stored on the run."""
+    hp = config.hyperparameters
+    parent = ModelVersion.objects.active().first()
+    if parent is None:
+        raise LearningError("No model version is active: nothing to fine-tune.")
+    anchor = anchor_for(parent, hp.anchor)
+    known = known_intent_count(anchor.checkpoint_path)  # what the base knew
+    model, tokenizer = load_checkpoint(parent.checkpoint_path, device=config.device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    examples = build_examples_from_feedback(
+        tokenizer,
+        require_approval=config.require_approval,
+        per_owner_cap=config.per_owner_cap,
+        max_tokens=hp.max_tokens,
+        heldout_share=config.heldout_share,
+        seed=hp.seed,
+    )
+    golden_cases = active_golden_cases()
+    protected = drop_golden_overrides(
+        model, tokenizer, examples, golden_cases, device=config.device
+    )
+    if not examples.train:
+        if protected:
+            raise LearningError(
+                f"All {protected} examples would overwrite golden answers: "
+                "review that feedback, or update the golden examples if the policy changed."
+            )
+        raise LearningError("No usable feedback to learn from.")
+    replay = _encoded_replay(tokenizer, known, hp) if hp.replay_share > 0 else []
+    _save(
+        run,
+        parent=parent,
+        anchor=anchor,
+        example_counts=examples.counts,
+        data_hash=examples.data_hash,
+        total_steps=planned_steps(len(examples.train), hp),
+        heartbeat_at=timezone.now(),
+    )
+    return _RunInputs(
+        parent=parent,
+        anchor=anchor,
+        known_intents=known,
+        model=model,
+        tokenizer=tokenizer,
+        pad_id=pad_id,
+        examples=examples,
+        replay=replay,
+        retention=encode_pairs(
+            tokenizer, gate_retention_pairs(max_intents=known), max_tokens=hp.max_tokens
+        ),
+        golden_cases=golden_cases,
+    )
+
+
+def _prepare_anchor(inputs: _RunInputs, config: RunSettings) -> _AnchorTerms:
+    """θ₀'s weights, and its Fisher (EWC) or its log-probabilities of the examples (KTO)."""
+    hp = config.hyperparameters
+    if inputs.anchor.pk == inputs.parent.pk:
+        anchor_model = inputs.model
+    else:
+        anchor_model, _ = load_checkpoint(inputs.anchor.checkpoint_path, device=config.device)
+    state = {n: p.detach().clone() for n, p in anchor_model.named_parameters()}
+    fisher = reference = None
+    if hp.regularizer == "ewc":
+        fisher = cached_fisher(
+            config.checkpoint_dir / "fisher",
+            inputs.anchor.name,
+            anchor_model,
+            inputs.replay or _encoded_replay(inputs.tokenizer, inputs.known_intents, hp),
+            pad_id=inputs.pad_id,
+            device=config.device,
+        )
+    if hp.loss == "kto":
+        sums, _ = reply_logprob_sums(
+            anchor_model,
+            [(e.prompt_ids, e.reply_ids, e.label) for e in inputs.examples.train],
+            pad_id=inputs.pad_id,
+            device=config.device,
+        )
+        reference = dict(enumerate(sums.tolist()))
+    return _AnchorTerms(state=state, fisher=fisher, reference_logps=reference)
+
+
+def _encoded_replay(
+    tokenizer: Any, known_intents: int | None, hp: Hyperparameters
+) -> list[Encoded]:
+    return encode_pairs(
+        tokenizer, replay_pairs(max_intents=known_intents), max_tokens=hp.max_tokens
+    )
+
+
+def _measure(inputs: _RunInputs, config: RunSettings) -> dict[str, Any]:
+    return measure_model(
+        inputs.model,
+        inputs.tokenizer,
+        inputs.examples.heldout,
+        retention=inputs.retention,
+        golden_cases=inputs.golden_cases,
+        max_tokens=config.hyperparameters.max_tokens,
+    )
+
+
+def _train(
+    run: TrainingRun, inputs: _RunInputs, anchor: _AnchorTerms, config: RunSettings
+) -> dict[str, Any]:
+    """Fine-tune the parent's model in place; its metrics afterwards, with the training time."""
+    train_started = time.monotonic()
+    losses = train_candidate(
+        inputs.model,
+        anchor.state,
+        inputs.examples.train,
+        inputs.replay,
+        config.hyperparameters,
+        pad_id=inputs.pad_id,
+        fisher=anchor.fisher,
+        reference_logps=anchor.reference_logps,
+        device=config.device,
+        progress=_progress_reporter(run),
+    )
+    train_seconds = time.monotonic() - train_started
+    metrics_after = _measure(inputs, config)
+    metrics_after.update(
+        {"train_seconds": round(train_seconds, 2), "final_loss": losses[-1] if losses else None}
+    )
+    return metrics_after
+
+
+def _judge_and_register(
+    run: TrainingRun,
+    inputs: _RunInputs,
+    config: RunSettings,
+    metrics_before: dict[str, Any],
+    metrics_after: dict[str, Any],
+    *,
+    started: float,
+) -> None:
+    """Gate the candidate, write its checkpoint, register it; promote it when it passed."""
+    decision = judge_candidate(
+        metrics_before, metrics_after, max_perplexity_rise=config.max_perplexity_rise
+    )
+    name = f"run-{run.pk}-a{run.attempts}"
+    metadata = {
+        "name": name,
+        "parent": inputs.parent.name,
+        "anchor": inputs.anchor.name,
+        "hyperparameters": config.hyperparameters.as_dict(),
+        "data_hash": inputs.examples.data_hash,
+        "example_counts": inputs.examples.counts,
+        "metrics": metrics_after,
+        "gate": {"passed": decision.passed, "reasons": decision.reasons},
+        "training_run": run.pk,
+    }
+    inputs.model.to("cpu")
+    path = write_checkpoint(inputs.model, inputs.tokenizer, config.checkpoint_dir / name, metadata)
+    with transaction.atomic():
+        version = register_version(
+            name,
+            str(path),
+            ModelVersion.Source.TRAINED,
+            parent=inputs.parent,
+            anchor=inputs.anchor,
+            metrics=metrics_after,
+        )
+        if decision.passed:
+            promote_version(version, note=f"Promoted by the gate after training run #{run.pk}")
+            Feedback.objects.filter(pk__in=inputs.examples.feedback_ids).update(used_by_run=run)
+            status = TrainingRun.Status.SUCCEEDED
+        else:
+            ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.REJECTED)
+            status = TrainingRun.Status.REJECTED
+        metrics_after["seconds_total"] = round(time.monotonic() - started, 2)
+        _save(
+            run,
+            status=status,
+            result_version=version,
+            metrics_after=metrics_after,
+            gate_passed=decision.passed,
+            gate_reasons=decision.reasons,
+            finished_at=timezone.now(),
+        )
+
+
+def _save(run: TrainingRun, **fields: Any) -> None:
+    for key, value in fields.items():
+        setattr(run, key, value)
+    TrainingRun.objects.filter(pk=run.pk).update(**fields)
+
+
+def _progress_reporter(run: TrainingRun) -> Callable[[int, int, float], None]:
+    """Writes step, total and the loss curve to the run at most twice a second."""
+    history: list[float] = []
+    last = [0.0]
+
+    def report(step: int, total: int, loss: float) -> None:
+        history.append(round(loss, 5))
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY_SECONDS and step < total:
+            return
+        last[0] = now
+        stride = max(1, len(history) // LOSS_HISTORY_POINTS + 1)
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            step=step,
+            total_steps=total,
+            loss_history=history[::stride],
+            heartbeat_at=timezone.now(),
+        )
+
+    return report
