@@ -1,8 +1,10 @@
 """The chat websocket (`/ws/chat/`): speaks the protocol of DESIGN.md, nothing more.
 
 Frames are decoded and validated in `conversations.protocol`, the rules live in
-`conversations.services`; this module moves frames, runs each reply as a background task and
-turns every failure into an `error` frame, so no exception closes the socket with 1011.
+`conversations.services` (what is kept of a reply: `do_end_reply`); this module moves frames,
+runs each reply as a background task and turns every failure into an `error` frame, so no
+exception closes the socket with 1011. A failed generation is expected (the engine reports it
+in the reply's result) and logged as one line; only an unexpected exception gets a traceback.
 
 A reply's generation is a detached asyncio task kept alive by `_REPLY_TASKS`, not a child of
 the consumer: when the client goes away mid-reply, Channels stops the consumer, the engine is
@@ -27,6 +29,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from conversations import protocol, services
+from conversations.models import Message
 from conversations.protocol import ProtocolError
 from learning import serving
 from learning.generation import ActiveVersion, EngineBusy
@@ -111,11 +114,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._receive_user_message(payload)
             elif frame_type == "feedback":
                 await self._receive_feedback(payload)
-        except (ProtocolError, services.ChatError) as error:
-            await self._send_error(error.code, error.detail)
+        except ProtocolError as error:
+            await self._send_error(error)
         except Exception:
             logger.exception("chat frame failed")
-            await self._send_error("busy", UNEXPECTED)
+            await self._send_error(ProtocolError("busy", UNEXPECTED))
 
     # --- user messages and replies ------------------------------------------------------
 
@@ -129,7 +132,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.reply_task = task
 
     async def _reply(self, text: str, client_id: str) -> None:
-        """Store the user's message, then generate, stream and store the reply."""
+        """Store the user's message, then generate, stream and store the reply.
+
+        However generation ends, the engine's result says how, `services.do_end_reply` decides
+        what is kept, and the client gets `bot_message.end` for a finished reply or an `error`
+        frame for one that failed (after a disconnect, nothing is sent).
+        """
         bot_message_id: int | None = None
         produced: list[str] = []
         version: ActiveVersion | None = None
@@ -149,7 +157,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             bot_message_id = posted.bot_message_id
             version = await serving.get_active_version()
             if version is None:
-                raise services.ChatError("busy", UNAVAILABLE)
+                raise ProtocolError("busy", UNAVAILABLE)
             # Raises EngineBusy at once when the engine's queue is full: no reply is announced.
             stream = serving.get_engine().stream_reply(version, posted.turns)
             self.reply_stream = stream
@@ -162,45 +170,47 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     {"type": "bot_message.delta", "id": bot_message_id, "text": delta}
                 )
             result = stream.result
-            if result.finish_reason == "error":
-                raise services.ChatError("busy", UNAVAILABLE)
-            if not result.text and result.finish_reason == "disconnected":
-                await self._fail_reply(bot_message_id, [], version)  # no empty reply is kept
-                return
-            await database_sync_to_async(services.do_finish_bot_message)(
+            if result.error is not None:
+                logger.warning("reply %s failed: %s", bot_message_id, result.error)
+            ending = await database_sync_to_async(services.do_end_reply)(
                 bot_message_id,
                 text=result.text,
-                model_version_id=result.model_version_id,
                 finish_reason=result.finish_reason,
+                model_version_id=result.model_version_id,
                 token_count=result.token_count,
                 time_to_first_token_ms=result.time_to_first_token_ms,
                 generation_ms=result.generation_ms,
             )
-            end = {"type": "bot_message.end", "id": bot_message_id, "text": result.text}
-            # The engine answers each request with the version it was given.
-            await self._send_frame({**end, "model_version": version.name})
+            if ending is services.ReplyEnding.FINISHED:
+                end = {"type": "bot_message.end", "id": bot_message_id, "text": result.text}
+                # The engine answers each request with the version it was given.
+                await self._send_frame({**end, "model_version": version.name})
+            else:
+                await self._send_error(ProtocolError("busy", UNAVAILABLE))
         except EngineBusy:
-            await self._fail_reply(bot_message_id, [], version)
-            await self._send_error("busy", BUSY)
-        except services.ChatError as error:
-            await self._fail_reply(bot_message_id, produced, version)
-            await self._send_error(error.code, error.detail)
+            await self._end_failed_reply(bot_message_id, produced, version)
+            await self._send_error(ProtocolError("busy", BUSY))
+        except ProtocolError as error:
+            await self._end_failed_reply(bot_message_id, produced, version)
+            await self._send_error(error)
         except Exception:
             logger.exception("chat reply failed (message %s)", bot_message_id)
-            await self._fail_reply(bot_message_id, produced, version)
-            await self._send_error("busy", UNAVAILABLE)
+            await self._end_failed_reply(bot_message_id, produced, version)
+            await self._send_error(ProtocolError("busy", UNAVAILABLE))
         finally:
             self.reply_stream = None
 
-    async def _fail_reply(
+    async def _end_failed_reply(
         self, bot_message_id: int | None, produced: list[str], version: ActiveVersion | None
     ) -> None:
+        """End a reply that failed without the engine's result: the text sent so far decides."""
         if bot_message_id is None:
             return
         try:
-            await database_sync_to_async(services.do_fail_bot_message)(
+            await database_sync_to_async(services.do_end_reply)(
                 bot_message_id,
                 text="".join(produced),
+                finish_reason=Message.FinishReason.ERROR,
                 model_version_id=version.id if version is not None else None,
             )
         except Exception:
@@ -239,8 +249,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _resolve_owner(self) -> services.Owner:
         return services.resolve_owner(self.scope.get("user"), self.scope["session"])
 
-    async def _send_error(self, code: str, detail: str) -> None:
-        await self._send_frame({"type": "error", "code": code, "detail": detail})
+    async def _send_error(self, error: ProtocolError) -> None:
+        await self._send_frame(error.as_frame())
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
         """Send one frame; after the client has gone, drop it (a reply finishing unattended)."""

@@ -1,9 +1,11 @@
 """The websocket chat protocol's client frames: decoding, validation and error codes.
 
 See "Websocket protocol" in DESIGN.md (a contract). Every way a frame can be wrong maps to one
-`ProtocolError(code, detail)` with a fixed detail string; the consumer answers it with an
-`error` frame and keeps the connection open. Limits are read from settings at validation time,
-so they follow `override_settings` in tests and the environment in production.
+`ProtocolError(code, detail)` with a fixed detail string; the services raise the same error for
+the refusals they decide (rate limits, a conversation's length, an unknown reply). The consumer
+answers it with its `error` frame and keeps the connection open. Limits are read from settings
+at validation time, so they follow `override_settings` in tests and the environment in
+production.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ MAX_MESSAGE_ID = 2**63 - 1
 
 
 class ProtocolError(Exception):
-    """A frame the server refuses; `code` is one of the protocol's error codes."""
+    """A refusal the client can act on; `code` is one of the protocol's error codes."""
 
     def __init__(self, code: ErrorCode, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
@@ -45,6 +47,7 @@ class ProtocolError(Exception):
         self.detail = detail
 
     def as_frame(self) -> dict[str, str]:
+        """The `error` frame that answers it."""
         return {"type": "error", "code": self.code, "detail": self.detail}
 
 

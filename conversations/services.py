@@ -2,7 +2,8 @@
 
 The websocket consumer calls these (through `database_sync_to_async`); they hold the rules.
 `check_*` functions validate and authorize, `do_*` functions change state in one transaction.
-Failures a client can act on raise `ChatError` with one of the protocol's error codes.
+Failures a client can act on raise `conversations.protocol.ProtocolError` with one of the
+protocol's error codes.
 
 How a bot message gets its id before it exists
 ----------------------------------------------
@@ -11,17 +12,20 @@ the user's message, *pending*: empty text and `finish_reason=""`. When generatio
 row is filled in one UPDATE (text, model version, finish reason, timings). Ids are therefore
 stable and ordered (the reply's id is greater than its question's), and a reply is never
 half-written in the database. Pending rows are left out of the history, of the prompt and of
-ratings (`FINISHED_MESSAGES`); the admin should filter them out the same way. A generation
-that fails keeps the text produced so far with `finish_reason="error"`, or deletes the row when
-nothing was produced, so no empty bubble is ever shown. The same holds for a reply the engine
-refused (`busy`, its queue is full: the question stays stored, the empty row goes) and for one
-whose client went away before a token was produced; a reply cut short by a disconnect keeps
-its text with `finish_reason="disconnected"`. A process that dies mid-generation
-leaves a pending row behind, invisible everywhere that uses `FINISHED_MESSAGES`.
+ratings (`FINISHED_MESSAGES`); the admin should filter them out the same way.
+
+`do_end_reply` ends every reply, and holds the rules: a generation that fails keeps the text
+produced so far with `finish_reason="error"`, or deletes the row when nothing was produced, so
+no empty bubble is ever shown. The same holds for a reply the engine refused (`busy`, its queue
+is full: the question stays stored, the empty row goes) and for one whose client went away
+before a token was produced; a reply cut short by a disconnect keeps its text with
+`finish_reason="disconnected"`. A process that dies mid-generation leaves a pending row behind,
+invisible everywhere that uses `FINISHED_MESSAGES`.
 """
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +37,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import Conversation, Feedback, Message
+from conversations.protocol import ProtocolError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -45,15 +50,6 @@ Role = Message.Role
 FINISHED_MESSAGES = Q(role=Role.USER) | ~Q(finish_reason="")
 # Replies that may go back into the model's prompt: failed ones are partial.
 PROMPTABLE_MESSAGES = Q(role=Role.USER) | Q(finish_reason__in=["stop", "length", "disconnected"])
-
-
-class ChatError(Exception):
-    """A refusal the client can act on; `code` is a protocol error code."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
 
 
 class ConversationNotFound(Exception):
@@ -168,14 +164,14 @@ def check_message_rate(owner: Owner) -> None:
         conversation__in=Conversation.objects.filter(owner.conversations()),
     ).count()
     if recent >= settings.CHAT_MESSAGES_PER_MINUTE:
-        raise ChatError("rate_limited", "Too many messages; wait a minute and try again.")
+        raise ProtocolError("rate_limited", "Too many messages; wait a minute and try again.")
 
 
 def check_conversation_length(conversation_id: uuid.UUID) -> None:
     limit = settings.CHAT_MAX_CONVERSATION_MESSAGES
     # The question and its reply both count.
     if Message.objects.filter(conversation_id=conversation_id).count() + 2 > limit:
-        raise ChatError(
+        raise ProtocolError(
             "too_long",
             f"This conversation has reached its limit of {limit} messages; start a new one.",
         )
@@ -235,18 +231,37 @@ def do_post_user_message(
     return PostedMessage(question.pk, client_id, reply.pk, turns)
 
 
-def do_finish_bot_message(
+class ReplyEnding(enum.Enum):
+    """What `do_end_reply` did with a reply's row."""
+
+    FINISHED = "finished"  # kept, and shown, prompted with and rateable like any reply
+    FAILED = "failed"  # kept with its partial text and finish reason "error"
+    DELETED = "deleted"  # nothing was produced: the empty row is gone
+
+
+def do_end_reply(
     bot_message_id: int,
     *,
     text: str,
-    model_version_id: int,
     finish_reason: str,
-    token_count: int,
-    time_to_first_token_ms: float | None,
-    generation_ms: float | None,
-) -> None:
-    """Fill the pending reply row once its generation has ended."""
-    Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT).update(
+    model_version_id: int | None,
+    token_count: int | None = None,
+    time_to_first_token_ms: float | None = None,
+    generation_ms: float | None = None,
+) -> ReplyEnding:
+    """Fill in the pending reply row once its generation has ended, however it ended.
+
+    `finish_reason` is the engine's (stop, length, disconnected, error). A reply that failed
+    or whose client went away before any text was produced is deleted; a failed one with text
+    keeps it as an error. Counts and timings are None when the reply ended before the engine
+    took it (no active version, the engine busy, an unexpected failure).
+    """
+    reply = Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT, finish_reason="")
+    failed = finish_reason == Message.FinishReason.ERROR
+    if not text and (failed or finish_reason == Message.FinishReason.DISCONNECTED):
+        reply.delete()
+        return ReplyEnding.DELETED
+    reply.update(
         text=text,
         model_version_id=model_version_id,
         finish_reason=finish_reason,
@@ -254,23 +269,7 @@ def do_finish_bot_message(
         time_to_first_token_ms=time_to_first_token_ms,
         generation_ms=generation_ms,
     )
-
-
-def do_fail_bot_message(
-    bot_message_id: int, *, text: str = "", model_version_id: int | None = None
-) -> bool:
-    """End a reply whose generation failed: keep partial text as an error, or delete the row.
-
-    Returns whether a (partial) message was kept.
-    """
-    replies = Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT, finish_reason="")
-    if not text:
-        replies.delete()
-        return False
-    replies.update(
-        text=text, model_version_id=model_version_id, finish_reason=Message.FinishReason.ERROR
-    )
-    return True
+    return ReplyEnding.FAILED if failed else ReplyEnding.FINISHED
 
 
 def _rateable_message(conversation_id: uuid.UUID, message_id: int) -> Message:
@@ -280,7 +279,7 @@ def _rateable_message(conversation_id: uuid.UUID, message_id: int) -> Message:
         .first()
     )
     if message is None:
-        raise ChatError("not_found", "No reply with this id in this conversation.")
+        raise ProtocolError("not_found", "No reply with this id in this conversation.")
     return message
 
 

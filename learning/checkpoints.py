@@ -85,12 +85,13 @@ def pick_device(preference: str = "auto") -> torch.device:
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
     """(model, tokenizer) from a checkpoint directory or a hub id, in eval mode on ``device``."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:  # missing, malformed, corrupted
         raise CheckpointError(f"Cannot load checkpoint {path}: {error}") from error
     model.to(device)
     model.eval()

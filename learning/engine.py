@@ -41,22 +41,31 @@ from learning.generation import ActiveVersion, EngineBusy
 
 logger = logging.getLogger(__name__)
 
+# How a reply ended; the chat stores it on the message as is.
 FinishReason = Literal["stop", "length", "disconnected", "error"]
 REPLACEMENT_CHARACTER = "\ufffd"
 
 
-class GenerationError(Exception):
-    """A reply could not be generated (e.g. the checkpoint cannot be loaded)."""
-
-
 @dataclass(frozen=True)
 class ReplyResult:
+    """How a reply ended: the whole text, and its finish reason, counts and timings.
+
+    A failed generation (the checkpoint cannot be loaded, a prompt cannot be built, a forward
+    pass raises) is reported here and only here: ``finish_reason`` is ``"error"``, ``error``
+    says why, and ``text`` holds what was produced before the failure. The stream does not
+    raise for it. A failure is one of the ways a reply ends, like a disconnect, and every
+    ending is stored the same way (``conversations.services.do_end_reply``), so one value
+    carries them all, and a reader of the stream has one place to look.
+    """
+
     text: str
     model_version_id: int
     finish_reason: FinishReason
     token_count: int
     time_to_first_token_ms: float
     generation_ms: float
+    # Why generation failed (finish reason "error"), for the log; None otherwise.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,12 +92,6 @@ class _Request:
     outbox: asyncio.Queue
     submitted: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
-
-
-@dataclass(frozen=True)
-class _Finished:
-    result: ReplyResult
-    error: str | None = None
 
 
 @dataclass
@@ -247,12 +250,13 @@ class ReplyStream(AsyncIterator[str]):
     Deltas that arrived while the consumer was busy come out joined, so a slow consumer reads
     fewer, longer deltas rather than falling behind. ``cancel()``, cancelling the iteration or
     ``aclose()`` tell the worker to stop: the sequence leaves the batch at its next step and
-    the result, with the text decoded so far, has finish reason ``disconnected``.
+    the result, with the text decoded so far, has finish reason ``disconnected``. The iteration
+    ends normally however the reply ended, a failed generation included: read ``result``.
     """
 
     def __init__(self, request: _Request):
         self._request = request
-        self._final: _Finished | None = None
+        self._final: ReplyResult | None = None
         self._result: ReplyResult | None = None
         self._done = False
 
@@ -273,7 +277,7 @@ class ReplyStream(AsyncIterator[str]):
         if self._done:
             raise StopAsyncIteration
         outbox = self._request.outbox
-        item: str | _Finished | None = self._final
+        item: str | ReplyResult | None = self._final
         if item is None:
             try:
                 item = await outbox.get()
@@ -284,15 +288,13 @@ class ReplyStream(AsyncIterator[str]):
             parts = [item]
             while not outbox.empty():
                 more = outbox.get_nowait()
-                if isinstance(more, _Finished):
+                if isinstance(more, ReplyResult):
                     self._final = more
                     break
                 parts.append(more)
             return "".join(parts)
         self._done = True
-        self._result = item.result
-        if item.error is not None:
-            raise GenerationError(item.error)
+        self._result = item
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
@@ -577,7 +579,7 @@ class GenerationEngine:
 
     # --- handing results to the event loops ----------------------------------------------
 
-    def _post(self, request: _Request, item: str | _Finished) -> None:
+    def _post(self, request: _Request, item: str | ReplyResult) -> None:
         self._posts.setdefault(request.loop, []).append((request, item))
 
     def _flush_posts(self) -> None:
@@ -618,6 +620,7 @@ class GenerationEngine:
         *,
         error: str | None = None,
     ) -> None:
+        """Hand the request its result, the last item of its stream; ``error`` makes it failed."""
         now = time.perf_counter()
         result = ReplyResult(
             text=text,
@@ -626,8 +629,9 @@ class GenerationEngine:
             token_count=token_count,
             time_to_first_token_ms=round(((first_token_at or now) - request.submitted) * 1000, 2),
             generation_ms=round((now - request.submitted) * 1000, 2),
+            error=error,
         )
-        self._post(request, _Finished(result, error))
+        self._post(request, result)
         with self._accepted_lock:
             self._accepted -= 1
 

@@ -1,7 +1,8 @@
 """Fixtures that build tiny starter models (in a second or two, once per session) and register them.
 
 ``tiny_checkpoint`` answers the first few corpus intents' training questions word for word;
-it is small so that tests stay fast, not to be good.
+it is small so that tests stay fast, not to be good. ``forward_pass_breaks_at_step_3`` makes
+the engine's model fail mid-reply.
 """
 
 from __future__ import annotations
@@ -60,3 +61,21 @@ def second_model_version(db, second_tiny_checkpoint):
     return register_version(
         "tiny-starter-seed-1", str(second_tiny_checkpoint), ModelVersion.Source.STARTER
     )
+
+
+@pytest.fixture
+def forward_pass_breaks_at_step_3(monkeypatch):
+    """The engine's third decoding step raises, as a lost device would, once (in any engine)."""
+    from learning.engine import _Batch
+
+    real_step = _Batch.step
+    steps = 0
+
+    def step(self):
+        nonlocal steps
+        steps += 1
+        if steps == 3:
+            raise RuntimeError("device lost")
+        return real_step(self)
+
+    monkeypatch.setattr(_Batch, "step", step)

@@ -151,6 +151,28 @@ async def test_it_stops_decoding_a_cancelled_reply_at_the_next_step(
     assert engine.accepted == 0
 
 
+async def test_it_ends_the_batch_with_its_partial_texts_when_a_forward_pass_fails(
+    tiny_checkpoint, references, forward_pass_breaks_at_step_3
+):
+    engine = engine_with(batch_wait_ms=20)
+    version = ActiveVersion(1, "tiny", str(tiny_checkpoint))
+    broken = [engine.stream_reply(version, ask(q)) for q in questions()[:2]]
+    outputs = await asyncio.gather(*(read_all(stream) for stream in broken))
+
+    for question, stream, (deltas, _) in zip(questions()[:2], broken, outputs, strict=True):
+        # The stream ended normally; the result says the reply failed, and keeps its text.
+        result = stream.result
+        assert (result.finish_reason, result.error) == ("error", "Generation failed: device lost")
+        assert result.text and result.text == "".join(deltas)
+        assert references[(str(tiny_checkpoint), question)].startswith(result.text)
+        assert result.token_count == 3  # the prefill's token and two steps'
+    after = engine.stream_reply(version, ask(questions()[2]))
+    assert "".join((await read_all(after))[0]) == references[(str(tiny_checkpoint), questions()[2])]
+    assert after.result.finish_reason in ("stop", "length")
+    assert after.result.error is None
+    assert engine.accepted == 0
+
+
 async def test_it_refuses_a_request_past_the_queue_limit_and_drops_nothing(
     tiny_checkpoint, references
 ):
