@@ -11,6 +11,7 @@ answering customers, or edit a training run's record.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -48,8 +49,6 @@ from learning.models import GoldenExample, ModelVersion, TrainingRun
 from learning.permissions import can_operate
 
 CHART_VERSIONS = 30
-# Said after a promotion or a rollback: the engine picks the new version up on its own.
-NOW_ANSWERING = "it answers the next message in every web process."
 
 
 def with_rating_counts(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
@@ -168,42 +167,25 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def promote_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Make the version active: a ready one, or one the gate rejected (forced)."""
         version = self._version_to_activate(request, object_id)
-        if version.status == ModelVersion.Status.ACTIVE:
-            notice = f"{version.name} is already active."
-            return self._back_to_version(request, version, notice, messages.WARNING)
-        form = ActivationForm(request.POST if request.method == "POST" else None)
-        if not form.is_valid():
-            title = f"Promote {version.name}?"
-            return self._confirm_activation(request, version, form, "promote", title)
-        note = form.cleaned_data["note"].strip()
-        try:
+
+        def promote(note: str) -> str:
             runs.promote_version(version, by=request.user, note=note)
-        except runs.LearningError as exc:
-            return self._back_to_version(request, version, str(exc), messages.ERROR)
-        self.log_change(request, version, f"Promoted {version.name}: {note}")
-        return self._back_to_version(request, version, f"Promoted {version.name}: {NOW_ANSWERING}")
+            return f"Promoted {version.name}"
+
+        title = f"Promote {version.name}?"
+        return self._activate_once_confirmed(request, version, promote, "promote", title)
 
     def rollback_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Make a version that was active before active again."""
         version = self._version_to_activate(request, object_id)
-        if version.status == ModelVersion.Status.ACTIVE:
-            notice = f"{version.name} is already active."
-            return self._back_to_version(request, version, notice, messages.WARNING)
-        form = ActivationForm(request.POST if request.method == "POST" else None)
-        if not form.is_valid():
-            title = f"Roll back to {version.name}?"
-            return self._confirm_activation(request, version, form, "rollback", title)
-        note = form.cleaned_data["note"].strip()
-        try:
-            runs.rollback(
-                to=version, by=request.user, note=f"Rolled back to {version.name}: {note}"
-            )
-        except runs.LearningError as exc:
-            return self._back_to_version(request, version, str(exc), messages.ERROR)
-        self.log_change(request, version, f"Rolled back to {version.name}: {note}")
-        return self._back_to_version(
-            request, version, f"Rolled back to {version.name}: {NOW_ANSWERING}"
-        )
+
+        def roll_back(note: str) -> str:
+            done = f"Rolled back to {version.name}"
+            runs.rollback(to=version, by=request.user, note=f"{done}: {note}")
+            return done
+
+        title = f"Roll back to {version.name}?"
+        return self._activate_once_confirmed(request, version, roll_back, "rollback", title)
 
     def _version_to_activate(self, request: HttpRequest, object_id: str) -> ModelVersion:
         """The version to promote or roll back to; 403 unless the user may operate, 404."""
@@ -214,17 +196,36 @@ class ModelVersionAdmin(admin.ModelAdmin):
             raise Http404(f"No model version with id {object_id!r}.")
         return version
 
-    def _back_to_version(
+    def _activate_once_confirmed(
         self,
         request: HttpRequest,
         version: ModelVersion,
-        message: str,
-        level: int = messages.SUCCESS,
-    ) -> HttpResponseRedirect:
-        self.message_user(request, message, level)
-        return HttpResponseRedirect(
-            reverse("admin:learning_modelversion_change", args=[version.pk])
+        activate: Callable[[str], str],
+        kind: str,
+        title: str,
+    ) -> HttpResponse:
+        """The confirmation page until its form is valid; then `activate(note)`, logged.
+
+        `activate` returns what was done ("Promoted v3") for the log and the message.
+        """
+        change_url = reverse("admin:learning_modelversion_change", args=[version.pk])
+        if version.status == ModelVersion.Status.ACTIVE:
+            self.message_user(request, f"{version.name} is already active.", messages.WARNING)
+            return HttpResponseRedirect(change_url)
+        form = ActivationForm(request.POST if request.method == "POST" else None)
+        if not form.is_valid():
+            return self._confirm_activation(request, version, form, kind, title)
+        note = form.cleaned_data["note"].strip()
+        try:
+            done = activate(note)
+        except runs.LearningError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        self.log_change(request, version, f"{done}: {note}")
+        self.message_user(
+            request, f"{done}: it answers the next message in every web process.", messages.SUCCESS
         )
+        return HttpResponseRedirect(change_url)
 
     def _confirm_activation(
         self,
