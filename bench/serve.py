@@ -36,8 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-PROMPTABLE = ("stop", "length", "disconnected")
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -361,6 +359,8 @@ async def run_phase(
 
 def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
     """Messages of the phase's conversations: counts, replies' tokens, and each reply's prompt."""
+    from conversations.models import Message
+
     connection = sqlite3.connect(database)
     try:
         marks = ",".join("?" * len(conversations))
@@ -381,7 +381,9 @@ def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
         earlier = history.setdefault(conversation, [])
         if role == "assistant":
             prompts[pk] = [
-                {"role": r, "content": t} for r, t, f in earlier if r == "user" or f in PROMPTABLE
+                {"role": r, "content": t}
+                for r, t, f in earlier
+                if r == "user" or f in Message.PROMPTABLE_REASONS
             ]
             tokens[pk] = count or 0
             if first_ms is not None:
@@ -390,10 +392,10 @@ def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
     return {
         "user": sum(1 for row in rows if row[2] == "user"),
         "finished": sum(
-            1 for row in rows if row[2] == "assistant" and row[4] in ("stop", "length")
+            1 for row in rows if row[2] == "assistant" and row[4] in Message.COMPLETE_REASONS
         ),
         "other": sum(
-            1 for row in rows if row[2] == "assistant" and row[4] not in ("stop", "length")
+            1 for row in rows if row[2] == "assistant" and row[4] not in Message.COMPLETE_REASONS
         ),
         "prompts": prompts,
         "tokens": tokens,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -21,7 +21,7 @@ from django.utils.text import Truncator
 
 from conversations import review
 from conversations.models import Conversation, Feedback, Message
-from conversations.services import FINISHED_MESSAGES
+from conversations.subqueries import count_subquery
 from learning.charts import ShareRow, share_bars_svg
 from learning.export import feedback_for_export, write_kto_jsonl
 
@@ -33,11 +33,6 @@ CHART_DAYS = 14
 def _owner(user: object | None) -> str:
     # The session key is a credential: never show it, not even in part.
     return str(user) if user is not None else "anonymous session"
-
-
-def _count_subquery(queryset: QuerySet, group_by: str) -> Coalesce:
-    counts = queryset.order_by().values(group_by).annotate(n=Count("pk")).values("n")
-    return Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
 
 
 # --- Conversations --------------------------------------------------------------------------
@@ -73,7 +68,7 @@ class TranscriptInline(admin.TabularInline):
         return (
             super()
             .get_queryset(request)
-            .filter(FINISHED_MESSAGES)
+            .finished()
             .select_related("model_version")
             .prefetch_related("feedback")
         )
@@ -146,11 +141,11 @@ class ConversationAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                n_messages=_count_subquery(
-                    Message.objects.filter(FINISHED_MESSAGES, conversation=pk), "conversation"
+                n_messages=count_subquery(
+                    Message.objects.finished().filter(conversation=pk), "conversation"
                 ),
-                n_up=_count_subquery(ratings.filter(rating=Feedback.Rating.UP), "conversation"),
-                n_down=_count_subquery(ratings.filter(rating=Feedback.Rating.DOWN), "conversation"),
+                n_up=count_subquery(ratings.filter(rating=Feedback.Rating.UP), "conversation"),
+                n_down=count_subquery(ratings.filter(rating=Feedback.Rating.DOWN), "conversation"),
             )
         )
 

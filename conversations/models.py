@@ -35,6 +35,22 @@ class Conversation(models.Model):
         return f"Conversation {str(self.id)[:8]}"
 
 
+class MessageQuerySet(models.QuerySet):
+    def finished(self) -> MessageQuerySet:
+        """User messages and the replies whose generation has ended: what is shown and rated.
+
+        A pending reply (`finish_reason=""`) has no text and no final version yet; a failed
+        one keeps its partial text and is shown.
+        """
+        return self.filter(Q(role=Message.Role.USER) | ~Q(finish_reason=""))
+
+    def promptable(self) -> MessageQuerySet:
+        """Messages that may go back into the model's prompt: a failed reply is partial."""
+        return self.filter(
+            Q(role=Message.Role.USER) | Q(finish_reason__in=Message.PROMPTABLE_REASONS)
+        )
+
+
 class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user", "Customer"
@@ -45,6 +61,12 @@ class Message(models.Model):
         LENGTH = "length", "Token limit"
         DISCONNECTED = "disconnected", "Client went away"
         ERROR = "error", "Generation failed"
+
+    # Replies that ran to their end: the end of the turn or the token limit.
+    COMPLETE_REASONS = (FinishReason.STOP, FinishReason.LENGTH)
+    # Replies whose text is whole enough to prompt with and learn from: a pending ("") or
+    # failed reply is partial; one cut short by a disconnect is what the customer saw.
+    PROMPTABLE_REASONS = (*COMPLETE_REASONS, FinishReason.DISCONNECTED)
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -65,6 +87,8 @@ class Message(models.Model):
     generation_ms = models.FloatField(null=True, blank=True)
     token_count = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "id"]

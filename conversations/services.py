@@ -11,8 +11,8 @@ How a bot message gets its id before it exists
 the user's message, *pending*: empty text and `finish_reason=""`. When generation ends the
 row is filled in one UPDATE (text, model version, finish reason, timings). Ids are therefore
 stable and ordered (the reply's id is greater than its question's), and a reply is never
-half-written in the database. Pending rows are left out of the history, of the prompt and of
-ratings (`FINISHED_MESSAGES`); the admin should filter them out the same way.
+half-written in the database. Pending rows are left out of the history, of the prompt, of
+ratings and of the admin (`Message.objects.finished()`).
 
 `do_end_reply` ends every reply, and holds the rules: a generation that fails keeps the text
 produced so far with `finish_reason="error"`, or deletes the row when nothing was produced, so
@@ -20,7 +20,7 @@ no empty bubble is ever shown. The same holds for a reply the engine refused (`b
 is full: the question stays stored, the empty row goes) and for one whose client went away
 before a token was produced; a reply cut short by a disconnect keeps its text with
 `finish_reason="disconnected"`. A process that dies mid-generation leaves a pending row behind,
-invisible everywhere that uses `FINISHED_MESSAGES`.
+invisible everywhere that uses `finished()`.
 """
 
 from __future__ import annotations
@@ -44,12 +44,6 @@ if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
 
 Role = Message.Role
-
-# A message that can be shown, prompted with and rated: every user message, and replies
-# whose generation has ended.
-FINISHED_MESSAGES = Q(role=Role.USER) | ~Q(finish_reason="")
-# Replies that may go back into the model's prompt: failed ones are partial.
-PROMPTABLE_MESSAGES = Q(role=Role.USER) | Q(finish_reason__in=["stop", "length", "disconnected"])
 
 
 class ConversationNotFound(Exception):
@@ -125,8 +119,8 @@ def conversation_history(conversation_id: uuid.UUID, owner: Owner) -> list[dict[
         ).values_list("message_id", "rating")
     )
     messages = (
-        Message.objects.filter(conversation_id=conversation_id)
-        .filter(FINISHED_MESSAGES)
+        Message.objects.finished()
+        .filter(conversation_id=conversation_id)
         .order_by("created_at", "id")
         .values_list("id", "role", "text")
     )
@@ -191,8 +185,8 @@ def _existing_message(conversation_id: uuid.UUID, client_id: str) -> PostedMessa
 def prompt_turns(conversation_id: uuid.UUID) -> list[dict[str, str]]:
     """The conversation so far for the engine, oldest first (the engine cuts from the left)."""
     rows = (
-        Message.objects.filter(conversation_id=conversation_id)
-        .filter(PROMPTABLE_MESSAGES)
+        Message.objects.promptable()
+        .filter(conversation_id=conversation_id)
         .order_by("created_at", "id")
         .values_list("role", "text")
     )
@@ -274,8 +268,8 @@ def do_end_reply(
 
 def _rateable_message(conversation_id: uuid.UUID, message_id: int) -> Message:
     message = (
-        Message.objects.filter(pk=message_id, conversation_id=conversation_id, role=Role.ASSISTANT)
-        .exclude(finish_reason="")
+        Message.objects.finished()
+        .filter(pk=message_id, conversation_id=conversation_id, role=Role.ASSISTANT)
         .first()
     )
     if message is None:

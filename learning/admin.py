@@ -2,8 +2,8 @@
 
 Rows change only through `learning.runs` (retrain) and `learning.versions` (promote, roll
 back), the same functions the management commands and the JSON endpoint call; this module
-renders pages and dispatches.
-Operator actions need the `learning.operate_learning` permission on top of staff status;
+dispatches, and `learning.admin_display` renders the badges, tables and charts. Operator actions
+need the `learning.operate_learning` permission on top of staff status (`learning.permissions`);
 everyone else gets 403. What the admin must never do is delete the version that is
 answering customers, or edit a training run's record.
 """
@@ -11,14 +11,14 @@ answering customers, or edit a training run's record.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, QuerySet
 from django.http import (
     Http404,
     HttpRequest,
@@ -26,140 +26,29 @@ from django.http import (
     HttpResponseNotAllowed,
     HttpResponseRedirect,
 )
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from conversations.models import Feedback
+from conversations.subqueries import count_subquery
 from learning import runs, versions
-from learning.charts import ShareRow, loss_curve_svg, metric_trend_svg, share_bars_svg
+from learning.admin_display import (
+    before_after_table,
+    metrics_table,
+    progress_html,
+    run_duration,
+    run_status_badge,
+    summarize_metrics,
+    version_charts,
+    version_status_badge,
+)
+from learning.charts import loss_curve_svg
 from learning.models import GoldenExample, ModelVersion, TrainingRun
+from learning.permissions import can_operate
 
-OPERATE = "learning.operate_learning"
-
-STATUS_COLOURS = {
-    ModelVersion.Status.ACTIVE: "#1e7e34",
-    ModelVersion.Status.READY: "#1f5f99",
-    ModelVersion.Status.RETIRED: "#5c636a",
-    ModelVersion.Status.REJECTED: "#b02a37",
-}
-RUN_STATUS_COLOURS = {
-    TrainingRun.Status.QUEUED: "#5c636a",
-    TrainingRun.Status.RUNNING: "#1f5f99",
-    TrainingRun.Status.SUCCEEDED: "#1e7e34",
-    TrainingRun.Status.REJECTED: "#8a4b00",
-    TrainingRun.Status.FAILED: "#b02a37",
-}
-SUMMARY_ITEMS = 4
 CHART_VERSIONS = 30
-
-# Metrics the learning code writes, in the order and words an operator reads them.
-METRIC_LABELS = {
-    "heldout_margin": "Held-out feedback margin (higher is better)",
-    "heldout_count": "Held-out feedback examples",
-    "retention_perplexity": "Retention perplexity (lower is better)",
-    "golden_fact_accuracy": "Golden set: answers with the required facts",
-    "golden_perplexity": "Golden set perplexity (lower is better)",
-    "golden_count": "Golden examples",
-    "final_loss": "Final training loss",
-    "train_seconds": "Training time (s)",
-    "seconds_total": "Run time, trigger to decision (s)",
-}
-TREND_METRICS = [
-    ("retention_perplexity", "Retention perplexity", "lower"),
-    ("heldout_margin", "Held-out margin", "higher"),
-    ("golden_fact_accuracy", "Golden facts stated", "higher"),
-]
-
-
-def can_operate(request: HttpRequest) -> bool:
-    """Retrain, promote and roll back: staff with the operate_learning permission."""
-    user = request.user
-    return bool(user.is_active and user.is_staff and user.has_perm(OPERATE))
-
-
-def _badge(colour: str, text: str) -> SafeString:
-    # White on these colours is at least 4.5:1 (WCAG AA for small bold text).
-    return format_html(
-        '<span style="background:{};color:#fff;padding:1px 8px;border-radius:8px;'
-        'font-weight:bold;white-space:nowrap">{}</span>',
-        colour,
-        text,
-    )
-
-
-def _format_value(key: str, value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return {True: "yes", False: "no", None: "—"}[value]
-    if key.endswith("accuracy") and isinstance(value, int | float):
-        return f"{value:.0%}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _ordered_keys(*dicts: dict) -> list[str]:
-    keys = [k for k in METRIC_LABELS if any(k in d for d in dicts)]
-    return keys + sorted({k for d in dicts for k in d} - set(keys))
-
-
-def summarize_metrics(metrics: object, limit: int = SUMMARY_ITEMS) -> str:
-    """A one-line rendering of the top-level scalar metrics, e.g. `margin=0.412, ppl=13.1`."""
-    if not isinstance(metrics, dict):
-        return ""
-    parts = []
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            continue  # nested sections belong on the detail page
-        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
-    if len(parts) > limit:
-        parts = [*parts[:limit], "…"]
-    return ", ".join(parts)
-
-
-def metrics_table(
-    metrics: dict, *, caption: str, header: str = "metric", empty: str = "No metrics recorded."
-) -> SafeString:
-    """Metrics (or settings, counts) as a two-column table with readable names."""
-    rows = [(METRIC_LABELS.get(k, k), _format_value(k, metrics[k])) for k in _ordered_keys(metrics)]
-    return render_to_string(
-        "admin/learning/includes/metrics_table.html",
-        {"rows": rows, "caption": caption, "header": header, "empty": empty},
-    )
-
-
-def before_after_table(before: dict, after: dict) -> SafeString:
-    """The parent's and the candidate's metrics side by side, with the change."""
-
-    def change(key: str) -> str:
-        a, b = before.get(key), after.get(key)
-        if isinstance(a, bool) or isinstance(b, bool):
-            return ""
-        if isinstance(a, int | float) and isinstance(b, int | float):
-            return f"{b - a:+.4g}"
-        return ""
-
-    rows = [
-        (
-            METRIC_LABELS.get(key, key),
-            _format_value(key, before[key]) if key in before else "—",
-            _format_value(key, after[key]) if key in after else "—",
-            change(key),
-        )
-        for key in _ordered_keys(before, after)
-    ]
-    return render_to_string("admin/learning/includes/before_after_table.html", {"rows": rows})
-
-
-def _count_subquery(queryset: QuerySet, group_by: str) -> Coalesce:
-    counts = queryset.order_by().values(group_by).annotate(n=Count("pk")).values("n")
-    return Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
 
 
 def with_rating_counts(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
@@ -167,8 +56,8 @@ def with_rating_counts(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersio
     ratings = Feedback.objects.filter(message__model_version=OuterRef("pk"))
     group = "message__model_version"
     return versions.annotate(
-        n_rated=_count_subquery(ratings, group),
-        n_up=_count_subquery(ratings.filter(rating=Feedback.Rating.UP), group),
+        n_rated=count_subquery(ratings, group),
+        n_up=count_subquery(ratings.filter(rating=Feedback.Rating.UP), group),
     )
 
 
@@ -276,49 +165,82 @@ class ModelVersionAdmin(admin.ModelAdmin):
         ]
 
     def promote_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._activation_view(request, object_id, "promote")
+        """Make the version active: a ready one, or one the gate rejected (forced)."""
+        version = self._version_to_activate(request, object_id)
+
+        def promote(note: str) -> str:
+            versions.promote_version(version, by=request.user, note=note)
+            return f"Promoted {version.name}"
+
+        title = f"Promote {version.name}?"
+        return self._activate_once_confirmed(request, version, promote, "promote", title)
 
     def rollback_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._activation_view(request, object_id, "rollback")
+        """Make a version that was active before active again."""
+        version = self._version_to_activate(request, object_id)
 
-    def _activation_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
-        if not can_operate(request):
+        def roll_back(note: str) -> str:
+            done = f"Rolled back to {version.name}"
+            versions.rollback(to=version, by=request.user, note=f"{done}: {note}")
+            return done
+
+        title = f"Roll back to {version.name}?"
+        return self._activate_once_confirmed(request, version, roll_back, "rollback", title)
+
+    def _version_to_activate(self, request: HttpRequest, object_id: str) -> ModelVersion:
+        """The version to promote or roll back to; 403 unless the user may operate, 404."""
+        if not can_operate(request.user):
             raise PermissionDenied
         version = self.get_object(request, object_id)
         if version is None:
             raise Http404(f"No model version with id {object_id!r}.")
+        return version
+
+    def _activate_once_confirmed(
+        self,
+        request: HttpRequest,
+        version: ModelVersion,
+        activate: Callable[[str], str],
+        kind: str,
+        title: str,
+    ) -> HttpResponse:
+        """The confirmation page until its form is valid; then `activate(note)`, logged.
+
+        `activate` returns what was done ("Promoted v3") for the log and the message.
+        """
         change_url = reverse("admin:learning_modelversion_change", args=[version.pk])
         if version.status == ModelVersion.Status.ACTIVE:
             self.message_user(request, f"{version.name} is already active.", messages.WARNING)
             return HttpResponseRedirect(change_url)
         form = ActivationForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
-            note = form.cleaned_data["note"].strip()
-            try:
-                if kind == "rollback":
-                    versions.rollback(
-                        to=version, by=request.user, note=f"Rolled back to {version.name}: {note}"
-                    )
-                else:
-                    versions.promote_version(version, by=request.user, note=note)
-            except versions.LearningError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                return HttpResponseRedirect(change_url)
-            verb = "Rolled back to" if kind == "rollback" else "Promoted"
-            self.log_change(request, version, f"{verb} {version.name}: {note}")
-            self.message_user(
-                request,
-                f"{verb} {version.name}: it answers the next message in every web process.",
-                messages.SUCCESS,
-            )
+        if not form.is_valid():
+            return self._confirm_activation(request, version, form, kind, title)
+        note = form.cleaned_data["note"].strip()
+        try:
+            done = activate(note)
+        except versions.LearningError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(change_url)
+        self.log_change(request, version, f"{done}: {note}")
+        self.message_user(
+            request, f"{done}: it answers the next message in every web process.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(change_url)
+
+    def _confirm_activation(
+        self,
+        request: HttpRequest,
+        version: ModelVersion,
+        form: ActivationForm,
+        kind: str,
+        title: str,
+    ) -> TemplateResponse:
+        """The confirmation page with the reason form; `kind` picks the template's wording."""
         run = version.training_runs.order_by("-pk").first()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"Roll back to {version.name}?"
-            if kind == "rollback"
-            else f"Promote {version.name}?",
+            "title": title,
             "kind": kind,
             "version": version,
             "active": ModelVersion.objects.active().first(),
@@ -326,7 +248,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "gate_reasons": run.gate_reasons if run else [],
             "metrics": metrics_table(version.metrics, caption=f"Metrics of {version.name}"),
             "form": form,
-            "change_url": change_url,
+            "change_url": reverse("admin:learning_modelversion_change", args=[version.pk]),
         }
         return TemplateResponse(
             request, "admin/learning/modelversion/confirm_activation.html", context
@@ -340,7 +262,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         extra_context: dict | None = None,
     ) -> HttpResponse:
         version = self.get_object(request, object_id)
-        extra: dict[str, Any] = {"can_operate": can_operate(request)}
+        extra: dict[str, Any] = {"can_operate": can_operate(request.user)}
         if version is not None and version.status != ModelVersion.Status.ACTIVE:
             kind = "rollback" if version.activated_at else "promote"
             extra["activation_url"] = reverse(
@@ -362,32 +284,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         response = super().changelist_view(request, extra_context)
         if isinstance(response, TemplateResponse) and response.context_data is not None:
-            response.context_data["version_charts"] = self.version_charts()
+            # The key metrics and the thumbs-up share of the latest versions, oldest first.
+            latest = with_rating_counts(ModelVersion.objects.order_by("-created_at", "-id"))
+            versions = list(latest[:CHART_VERSIONS])[::-1]
+            response.context_data["version_charts"] = version_charts(versions)
         return response
-
-    def version_charts(self) -> list[SafeString]:
-        """Key metrics and the thumbs-up share of the latest versions, oldest first."""
-        latest = with_rating_counts(ModelVersion.objects.order_by("-created_at", "-id"))
-        versions = list(latest[:CHART_VERSIONS])[::-1]
-        charts = []
-        for key, title, better in TREND_METRICS:
-            points = [
-                (v.name, float(v.metrics[key]))
-                for v in versions
-                if isinstance(v.metrics, dict) and isinstance(v.metrics.get(key), int | float)
-            ]
-            if points:
-                charts.append(metric_trend_svg(title, points, better=better))
-        rated = [ShareRow(v.name, v.n_up, v.n_rated) for v in versions if v.n_rated]
-        if rated:
-            charts.append(share_bars_svg(rated, label="Thumbs-up share per model version"))
-        return charts
 
     # Columns -----------------------------------------------------------------------------
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, version: ModelVersion) -> str:
-        return _badge(STATUS_COLOURS.get(version.status, "#5c636a"), version.get_status_display())
+        return version_status_badge(version)
 
     @admin.display(description="thumbs-up share", ordering="n_up")
     def thumbs_up_share(self, version: ModelVersion) -> str:
@@ -419,31 +326,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 # --- Training runs ----------------------------------------------------------------------------
-
-
-def progress_html(run: TrainingRun, *, poll_url: str = "", with_loss: bool = True) -> SafeString:
-    """The run's progress bar; `poll_url` makes it follow the run live (JS)."""
-    if run.total_steps:
-        percent = f"{run.step / run.total_steps:.0%}"
-        text = f"{run.step} / {run.total_steps} steps ({percent})"
-    elif run.status in TrainingRun.OPEN_STATUSES:
-        percent = ""
-        text = "waiting for a worker" if run.status == TrainingRun.Status.QUEUED else "preparing"
-    else:
-        return format_html("{}", "—")
-    loss = f"loss {run.loss_history[-1]:.4g}" if run.loss_history and with_loss else ""
-    context = {"run": run, "poll_url": poll_url, "percent": percent, "text": text, "loss": loss}
-    return render_to_string("admin/learning/includes/run_progress.html", context)
-
-
-def _duration(run: TrainingRun) -> str:
-    if not run.started_at:
-        return ""
-    end = run.finished_at or timezone.now()
-    seconds = int((end - run.started_at).total_seconds())
-    minutes, seconds = divmod(seconds, 60)
-    text = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-    return text if run.finished_at else f"{text} so far"
 
 
 @admin.register(TrainingRun)
@@ -535,7 +417,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     def retrain_view(self, request: HttpRequest) -> HttpResponse:
         """POST: queue a run now (or point at the open one). CSRF is checked by admin_view."""
-        if not can_operate(request):
+        if not can_operate(request.user):
             raise PermissionDenied
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
@@ -556,7 +438,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict | None = None
     ) -> HttpResponse:
-        extra = {"can_operate": can_operate(request), "open_run": runs.open_run()}
+        extra = {"can_operate": can_operate(request.user), "open_run": runs.open_run()}
         return super().changelist_view(request, {**extra, **(extra_context or {})})
 
     # Columns and fields ------------------------------------------------------------------
@@ -572,7 +454,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, run: TrainingRun) -> str:
-        return _badge(RUN_STATUS_COLOURS.get(run.status, "#5c636a"), run.get_status_display())
+        return run_status_badge(run)
 
     @admin.display(description="progress")
     def progress(self, run: TrainingRun) -> str:
@@ -601,7 +483,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="time")
     def duration(self, run: TrainingRun) -> str:
-        return _duration(run) or "—"
+        return run_duration(run) or "—"
 
     @admin.display(description="loss per step")
     def loss_curve(self, run: TrainingRun) -> str:

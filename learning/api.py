@@ -10,8 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from learning import runs
 from learning.models import ModelVersion, TrainingRun
-
-OPERATE = "learning.operate_learning"
+from learning.permissions import OPERATE, can_operate
 
 
 def run_as_json(run: TrainingRun) -> dict[str, Any]:
@@ -60,7 +59,7 @@ def training_runs(request: HttpRequest) -> JsonResponse:
 
 
 def _trigger(request: HttpRequest) -> JsonResponse:
-    if not request.user.has_perm(OPERATE):
+    if not can_operate(request.user):
         return JsonResponse({"error": f"needs the {OPERATE} permission"}, status=403)
     run, created = runs.request_training_run(trigger=TrainingRun.Trigger.OPERATOR, by=request.user)
     return JsonResponse(

@@ -20,11 +20,6 @@ from typing import Any
 from django.db.models import QuerySet
 
 from conversations.models import Feedback, Message
-from conversations.services import PROMPTABLE_MESSAGES
-
-# Replies whose generation ended: a pending ("") or failed ("error") reply is partial, so it is
-# neither learned from nor part of another example's context.
-FINISHED_REPLY_REASONS = ("stop", "length", "disconnected")
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ def usable_feedback(*, require_approval: bool) -> QuerySet[Feedback]:
     Only replies whose generation ended count: a pending or failed reply is partial.
     """
     queryset = Feedback.objects.filter(
-        used_by_run__isnull=True, message__finish_reason__in=FINISHED_REPLY_REASONS
+        used_by_run__isnull=True, message__finish_reason__in=Message.PROMPTABLE_REASONS
     ).exclude(review_status=Feedback.ReviewStatus.REJECTED)
     if require_approval:
         queryset = queryset.filter(review_status=Feedback.ReviewStatus.APPROVED)
@@ -76,8 +71,8 @@ def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
     conversation_ids = {row.conversation_id for row in rows}
     history: dict[Any, list[Message]] = defaultdict(list)
     for message in (
-        Message.objects.filter(conversation_id__in=conversation_ids)
-        .filter(PROMPTABLE_MESSAGES)
+        Message.objects.promptable()
+        .filter(conversation_id__in=conversation_ids)
         .order_by("created_at", "id")
     ):
         history[message.conversation_id].append(message)

@@ -7,8 +7,8 @@ from typing import IO
 
 from django.db.models import QuerySet
 
-from conversations.models import Feedback
-from learning.examples import FINISHED_REPLY_REASONS, kto_rows
+from conversations.models import Feedback, Message
+from learning.examples import kto_rows
 
 
 def feedback_for_export(
@@ -21,7 +21,7 @@ def feedback_for_export(
     """Usable feedback (never rejected, on finished replies), narrowed like the admin's filters."""
     queryset = (
         (queryset if queryset is not None else Feedback.objects.all())
-        .filter(message__finish_reason__in=FINISHED_REPLY_REASONS)
+        .filter(message__finish_reason__in=Message.PROMPTABLE_REASONS)
         .exclude(review_status=Feedback.ReviewStatus.REJECTED)
     )
     if review_status:

@@ -62,12 +62,6 @@ def token_logprobs(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, 
     return logps, batch.reply_mask[:, 1:]
 
 
-def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """Σ log p over each reply's tokens."""
-    logps, mask = token_logprobs(model, batch)
-    return (logps * mask).sum(dim=1)
-
-
 def sft_ul_loss(
     logps: torch.Tensor,
     mask: torch.Tensor,

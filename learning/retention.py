@@ -4,7 +4,8 @@ The gate measures perplexity on the answers to paraphrases the starter model nev
 (``eval_questions``; the first training question where an intent has none): a memorised
 training question has a perplexity of ~1.0 that says little about what the model knows. Replay
 draws from the training questions but the first, so the gate never scores data a run replayed.
-``LEARNING_RETENTION_CORPUS`` may name another corpus file in the same format: the company's
+``LEARNING_RETENTION_CORPUS`` may name another corpus file in the same format (read by
+``learning.starter.corpus.load_corpus``, as the starter corpus is): the company's
 current FAQ, without answers that a policy change made wrong. A starter model built on part of
 the corpus (``max_intents`` in its metadata, as the tiny test
 models are) knew only those intents, so only those count as what it must retain.
@@ -12,24 +13,15 @@ models are) knew only those intents, so only those count as what it must retain.
 
 from __future__ import annotations
 
-import json
-from functools import cache
 from pathlib import Path
 
-CORPUS_PATH = Path(__file__).resolve().parent / "starter" / "corpus.json"
-
-
-@cache
-def load_corpus(path: Path = CORPUS_PATH) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+from learning.checkpoints import read_metadata
+from learning.starter.corpus import CORPUS_PATH, load_corpus
 
 
 def known_intent_count(checkpoint_path: str | Path) -> int | None:
     """How many corpus intents a starter checkpoint was trained on (None: all, or not a starter)."""
-    metadata = Path(checkpoint_path) / "metadata.json"
-    if not metadata.exists():
-        return None
-    config = json.loads(metadata.read_text(encoding="utf-8")).get("config") or {}
+    config = read_metadata(checkpoint_path).get("config") or {}
     count = config.get("max_intents")
     return int(count) if count else None
 
@@ -43,13 +35,12 @@ def retention_corpus_path() -> Path:
 
 def _pairs(which: str, path: Path | None, max_intents: int | None) -> list[tuple[str, str]]:
     pairs = []
-    for intent in load_corpus(path or retention_corpus_path())["intents"][:max_intents]:
-        questions = intent["questions"]
+    for intent in load_corpus(path or retention_corpus_path()).intents[:max_intents]:
         if which == "replay":
-            chosen = questions[1:]
+            chosen = intent.questions[1:]
         else:  # paraphrases never trained on, where the corpus has them
-            chosen = intent.get("eval_questions") or questions[:1]
-        pairs.extend((question, intent["answer"]) for question in chosen)
+            chosen = intent.eval_questions or intent.questions[:1]
+        pairs.extend((question, intent.answer) for question in chosen)
     return pairs
 
 

@@ -48,7 +48,6 @@ export class FeedbackControls {
     this.formTemplate = formTemplate;
     this.onSubmit = onSubmit;
     this.form = null;
-    this.waiting = false;
 
     this.element = document.createElement("div");
     this.element.className = "feedback";
@@ -88,7 +87,6 @@ export class FeedbackControls {
 
   /** The server stored the rating. */
   saved(rating) {
-    this.waiting = false;
     this.setRating(rating);
     const hadFocusInForm = this.form?.contains(document.activeElement);
     this.#closeForm();
@@ -98,7 +96,6 @@ export class FeedbackControls {
 
   /** The server refused the rating (an error frame): let the customer try again. */
   failed() {
-    this.waiting = false;
     const submit = this.form?.querySelector('[type="submit"]');
     if (submit) submit.disabled = false;
   }
@@ -106,7 +103,7 @@ export class FeedbackControls {
   #rateUp() {
     this.#closeForm();
     this.confirmation.textContent = "";
-    if (this.onSubmit(this.messageId, { rating: 1 })) this.waiting = true;
+    this.onSubmit(this.messageId, { rating: 1 });
   }
 
   #toggleForm() {
@@ -156,7 +153,6 @@ export class FeedbackControls {
     if (reason) feedback.reason = reason;
     if (correction) feedback.correction = correction;
     if (this.onSubmit(this.messageId, feedback)) {
-      this.waiting = true;
       form.querySelector('[type="submit"]').disabled = true;
     }
   }

@@ -9,8 +9,8 @@ import pytest
 
 from conversations.models import Conversation, Feedback, Message
 from learning.models import ModelVersion, TrainingRun
-from learning.retention import load_corpus
 from learning.runs import execute_training_run, request_training_run
+from learning.starter.corpus import load_corpus
 
 pytestmark = pytest.mark.django_db
 
@@ -24,12 +24,12 @@ def checkpoint_dir(settings, tmp_path):
 
 def store_consistent_feedback(intent_count: int = 4, per_intent: int = 8) -> int:
     """Per question: the right answer rated up; an unhelpful reply rated down and corrected."""
-    intents = load_corpus()["intents"][:intent_count]
+    intents = load_corpus().intents[:intent_count]
     stored = 0
     for index, intent in enumerate(intents):
-        for number, question in enumerate(intent["questions"][:per_intent]):
+        for number, question in enumerate(intent.questions[:per_intent]):
             owner = f"session:quality-{index}-{number}"
-            for reply, rating in ((intent["answer"], 1), (UNHELPFUL, -1)):
+            for reply, rating in ((intent.answer, 1), (UNHELPFUL, -1)):
                 conversation = Conversation.objects.create(session_key=owner)
                 Message.objects.create(conversation=conversation, role="user", text=question)
                 bot = Message.objects.create(
@@ -40,7 +40,7 @@ def store_consistent_feedback(intent_count: int = 4, per_intent: int = 8) -> int
                     conversation=conversation,
                     owner_key=owner,
                     rating=rating,
-                    correction=intent["answer"] if rating < 0 else "",
+                    correction=intent.answer if rating < 0 else "",
                 )
                 stored += 1
     return stored
