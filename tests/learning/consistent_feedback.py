@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversations.models import Conversation, Feedback, Message
-from learning.retention import load_corpus
+from conversations.models import Feedback
+from learning.benchmark.rated_replies import store_rated_reply
+from learning.starter.corpus import load_corpus
 
 # A gentle update (small α, strong pull, unlikelihood on the brush-off) that the gate promotes
 # on the tiny model even after a few steps.
@@ -40,27 +41,12 @@ def pin_promotable_hyperparameters(settings: Any) -> None:
 
 def rate_consistently(rounds: int = 2, *, owner_prefix: str = "s") -> list[Feedback]:
     """``rounds`` × (3 questions × 4 intents) × (one up, one down) feedback rows, each owner new."""
-    intents = load_corpus()["intents"][:TINY_INTENTS]
+    intents = load_corpus().intents[:TINY_INTENTS]
     rows = []
     for round_ in range(rounds):
         for i, intent in enumerate(intents):
-            for q, question in enumerate(intent["questions"][:3]):
-                for rating, reply in ((1, intent["answer"]), (-1, BRUSH_OFF)):
+            for q, question in enumerate(intent.questions[:3]):
+                for rating, reply in ((1, intent.answer), (-1, BRUSH_OFF)):
                     owner = f"{owner_prefix}-{round_}-{i}-{q}-{rating}"
-                    conversation = Conversation.objects.create(session_key=owner)
-                    Message.objects.create(conversation=conversation, role="user", text=question)
-                    answer = Message.objects.create(
-                        conversation=conversation,
-                        role="assistant",
-                        text=reply,
-                        finish_reason="stop",
-                    )
-                    rows.append(
-                        Feedback.objects.create(
-                            message=answer,
-                            conversation=conversation,
-                            owner_key=f"session:{owner}",
-                            rating=rating,
-                        )
-                    )
+                    rows.append(store_rated_reply(question, reply, rating, owner))
     return rows
