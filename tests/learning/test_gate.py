@@ -44,6 +44,16 @@ def test_it_fails_when_golden_answers_lose_their_facts():
     assert any(r.startswith("FAIL golden set: answers") for r in decision.reasons)
 
 
+def test_it_fails_when_golden_perplexity_rises_past_the_bound():
+    ok = judge_candidate(PARENT, candidate(golden_perplexity=3.14), max_perplexity_rise=0.05)
+    assert ok.passed, ok.reasons
+    bad = judge_candidate(PARENT, candidate(golden_perplexity=3.16), max_perplexity_rise=0.05)
+    assert not bad.passed
+    assert [r for r in bad.reasons if r.startswith("FAIL")] == [
+        "FAIL golden set: perplexity 3.000 → 3.160 (bound 3.150)"
+    ]
+
+
 def test_it_fails_without_held_out_feedback():
     decision = judge_candidate(PARENT, candidate(heldout_count=0), max_perplexity_rise=0.05)
     assert not decision.passed
