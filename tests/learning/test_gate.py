@@ -19,6 +19,7 @@ def candidate(**changes):
 def test_it_passes_a_candidate_that_improves_and_remembers():
     decision = judge_candidate(PARENT, candidate(), max_perplexity_rise=0.05)
     assert decision.passed
+    assert len(decision.reasons) == 4  # feedback, retention, golden answers, golden perplexity
     assert all(reason.startswith("PASS") for reason in decision.reasons)
 
 
