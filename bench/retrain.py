@@ -237,7 +237,7 @@ def parameter_count(checkpoint: Path) -> int:
 
 def store_feedback(count: int, max_intents: int | None) -> int:
     """``count`` rated replies: even ones up on the corpus answer, odd ones down on a brush-off."""
-    from conversations.models import Conversation, Feedback, Message
+    from learning.benchmark.rated_replies import store_rated_reply
     from learning.starter.corpus import load_corpus
 
     intents = load_corpus().intents[:max_intents]
@@ -246,17 +246,7 @@ def store_feedback(count: int, max_intents: int | None) -> int:
         intent = intents[(n // 2) % len(intents)]
         question = rng.choice(intent.questions)
         reply, rating = (intent.answer, 1) if n % 2 == 0 else (rng.choice(BRUSH_OFFS), -1)
-        conversation = Conversation.objects.create(session_key=f"bench-{n}")
-        Message.objects.create(conversation=conversation, role="user", text=question)
-        message = Message.objects.create(
-            conversation=conversation, role="assistant", text=reply, finish_reason="stop"
-        )
-        Feedback.objects.create(
-            message=message,
-            conversation=conversation,
-            owner_key=f"session:bench-{n}",
-            rating=rating,
-        )
+        store_rated_reply(question, reply, rating, f"bench-{n}")
     return count
 
 

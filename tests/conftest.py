@@ -1,10 +1,15 @@
-"""Shared fixtures: an owner, a teammate and an outsider for every feature, and the tiny model."""
+"""Shared fixtures: an owner, a teammate and an outsider, the tiny model, and Chromium."""
+
+import os
+from pathlib import Path
 
 import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
 
 pytest_plugins = ["tests.model_fixtures"]
+
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +34,13 @@ def staff_user(django_user_model):
 @pytest.fixture
 def customer_user(django_user_model):
     return django_user_model.objects.create_user(username="customer", password="customer-pass-123")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """The headless browser of the `browser` tests; CI (CHATBOT_REQUIRE_BROWSER=1) must have it."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CHATBOT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and CHATBOT_REQUIRE_BROWSER=1")
+        pytest.skip(f"{CHROMIUM} is missing (set CHATBOT_REQUIRE_BROWSER=1 to fail instead)")
+    return CHROMIUM

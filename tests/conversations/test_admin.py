@@ -192,7 +192,9 @@ def test_it_approves_selected_feedback_for_training(admin_client, admin_user, de
     )
 
     assert response.status_code == 302
-    for row in Feedback.objects.filter(pk__in=selected):
+    rows = Feedback.objects.filter(pk__in=selected)
+    assert len(rows) == 2
+    for row in rows:
         assert row.review_status == Status.APPROVED
         assert row.reviewer == admin_user and row.reviewed_at is not None
     assert Feedback.objects.get(pk=desk["wrong"].pk).review_status == Status.REJECTED
@@ -315,7 +317,8 @@ def test_it_lists_conversations_in_a_fixed_number_of_queries(
         rate(exchange(Conversation.objects.create(), f"q{n}", f"r{n}", desk["v2"]), 1)
 
     with django_assert_max_num_queries(len(few)):
-        admin_client.get(url)
+        response = admin_client.get(url)
+    assert len(response.context["cl"].result_list) == 22
 
 
 def test_it_shows_the_transcript_with_ratings(admin_client, desk):

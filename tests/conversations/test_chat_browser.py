@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 from conversations.models import Conversation, Feedback, Message
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]
 SCREENSHOT_DESKTOP = Path("/tmp/chat-screenshot.png")
 SCREENSHOT_MOBILE = Path("/tmp/chat-mobile.png")
@@ -39,15 +38,6 @@ SERVER_START_SECONDS = 30
 REPLY_TIMEOUT_MS = 60_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        if os.environ.get("CHATBOT_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and CHATBOT_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is missing (set CHATBOT_REQUIRE_BROWSER=1 to fail instead)")
-    return CHROMIUM
 
 
 def _test_database_url() -> str:

@@ -67,6 +67,8 @@ def test_it_limits_the_textarea_to_the_message_setting(client):
 def test_it_has_the_chat_modules():
     names = {module.name for module in MODULES}
     assert {"main.js", "connection.js", "message-list.js", "feedback-controls.js"} <= names
+    # main.js imports the others: an IMPORT_RE that finds nothing would check nothing below.
+    assert IMPORT_RE.findall((STATIC_CHAT / "main.js").read_text()), "IMPORT_RE is stale"
 
 
 @pytest.mark.django_db

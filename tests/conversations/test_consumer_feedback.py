@@ -7,6 +7,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from conversations.models import Conversation, Feedback, Message
+from learning.models import TrainingRun
 from tests.conversations.chat_sockets import (
     expect_error,
     new_session_cookie,
@@ -72,8 +73,11 @@ async def test_it_stores_a_rating_and_replaces_it_whole_on_re_rating(cookie, sta
     )
 
     # Staff approved it and a run used it; a new opinion goes back to review.
+    run = await database_sync_to_async(TrainingRun.objects.create)(
+        trigger="operator", status="succeeded"
+    )
     await database_sync_to_async(Feedback.objects.filter(pk=down.pk).update)(
-        review_status="approved", reviewer=staff_user, reviewed_at=timezone.now()
+        review_status="approved", reviewer=staff_user, reviewed_at=timezone.now(), used_by_run=run
     )
     assert (await rate(socket, reply.pk, 1))["rating"] == 1
     [again] = await feedback_rows()

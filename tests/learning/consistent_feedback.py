@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversations.models import Conversation, Feedback, Message
+from conversations.models import Feedback
+from learning.benchmark.rated_replies import store_rated_reply
 from learning.starter.corpus import load_corpus
 
 # A gentle update (small α, strong pull, unlikelihood on the brush-off) that the gate promotes
@@ -47,20 +48,5 @@ def rate_consistently(rounds: int = 2, *, owner_prefix: str = "s") -> list[Feedb
             for q, question in enumerate(intent.questions[:3]):
                 for rating, reply in ((1, intent.answer), (-1, BRUSH_OFF)):
                     owner = f"{owner_prefix}-{round_}-{i}-{q}-{rating}"
-                    conversation = Conversation.objects.create(session_key=owner)
-                    Message.objects.create(conversation=conversation, role="user", text=question)
-                    answer = Message.objects.create(
-                        conversation=conversation,
-                        role="assistant",
-                        text=reply,
-                        finish_reason="stop",
-                    )
-                    rows.append(
-                        Feedback.objects.create(
-                            message=answer,
-                            conversation=conversation,
-                            owner_key=f"session:{owner}",
-                            rating=rating,
-                        )
-                    )
+                    rows.append(store_rated_reply(question, reply, rating, owner))
     return rows

@@ -269,9 +269,8 @@ def test_export_feedback_writes_kto_jsonl(tmp_path):
         "completion": [{"role": "assistant", "content": "A better answer."}],
         "label": True,
     } in lines
-    assert all(
-        row["label"] is False for row in lines if row["completion"][0]["content"] == BRUSH_OFF
-    )
+    brush_offs = [row["label"] for row in lines if row["completion"][0]["content"] == BRUSH_OFF]
+    assert brush_offs == [False] * 11  # every thumbs-down but the rejected one
 
     target = tmp_path / "feedback.jsonl"
     run_command("export_feedback", "-o", str(target), "--rating", "-1", "--include-used")

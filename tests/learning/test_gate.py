@@ -19,6 +19,7 @@ def candidate(**changes):
 def test_it_passes_a_candidate_that_improves_and_remembers():
     decision = judge_candidate(PARENT, candidate(), max_perplexity_rise=0.05)
     assert decision.passed
+    assert len(decision.reasons) == 4  # feedback, retention, golden answers, golden perplexity
     assert all(reason.startswith("PASS") for reason in decision.reasons)
 
 
@@ -42,6 +43,16 @@ def test_it_fails_when_golden_answers_lose_their_facts():
     )
     assert not decision.passed
     assert any(r.startswith("FAIL golden set: answers") for r in decision.reasons)
+
+
+def test_it_fails_when_golden_perplexity_rises_past_the_bound():
+    ok = judge_candidate(PARENT, candidate(golden_perplexity=3.14), max_perplexity_rise=0.05)
+    assert ok.passed, ok.reasons
+    bad = judge_candidate(PARENT, candidate(golden_perplexity=3.16), max_perplexity_rise=0.05)
+    assert not bad.passed
+    assert [r for r in bad.reasons if r.startswith("FAIL")] == [
+        "FAIL golden set: perplexity 3.000 → 3.160 (bound 3.150)"
+    ]
 
 
 def test_it_fails_without_held_out_feedback():

@@ -7,7 +7,8 @@ a huge step and no pull toward θ₀ must give one that forgets and is rejected 
 
 import pytest
 
-from conversations.models import Conversation, Feedback, Message
+from conversations.models import Feedback
+from learning.benchmark.rated_replies import store_rated_reply
 from learning.models import ModelVersion, TrainingRun
 from learning.runs import execute_training_run, request_training_run
 from learning.starter.corpus import load_corpus
@@ -24,25 +25,13 @@ def checkpoint_dir(settings, tmp_path):
 
 def store_consistent_feedback(intent_count: int = 4, per_intent: int = 8) -> int:
     """Per question: the right answer rated up; an unhelpful reply rated down and corrected."""
-    intents = load_corpus().intents[:intent_count]
     stored = 0
-    for index, intent in enumerate(intents):
+    for index, intent in enumerate(load_corpus().intents[:intent_count]):
         for number, question in enumerate(intent.questions[:per_intent]):
-            owner = f"session:quality-{index}-{number}"
-            for reply, rating in ((intent.answer, 1), (UNHELPFUL, -1)):
-                conversation = Conversation.objects.create(session_key=owner)
-                Message.objects.create(conversation=conversation, role="user", text=question)
-                bot = Message.objects.create(
-                    conversation=conversation, role="assistant", text=reply, finish_reason="stop"
-                )
-                Feedback.objects.create(
-                    message=bot,
-                    conversation=conversation,
-                    owner_key=owner,
-                    rating=rating,
-                    correction=intent.answer if rating < 0 else "",
-                )
-                stored += 1
+            session = f"quality-{index}-{number}"
+            store_rated_reply(question, intent.answer, 1, session)
+            store_rated_reply(question, UNHELPFUL, -1, session, correction=intent.answer)
+            stored += 2
     return stored
 
 

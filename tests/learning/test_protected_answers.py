@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conversations.models import Conversation, Feedback, Message
 from learning import runs
+from learning.benchmark.rated_replies import store_rated_reply
 from learning.checkpoints import load_checkpoint
 from learning.evaluation import GoldenCase
 from learning.examples import ExampleSet, TrainingExample, encode_turn
@@ -71,18 +71,7 @@ def test_a_run_whose_feedback_only_contradicts_golden_answers_fails_clearly(
         required_facts=list(intent.facts),
     )
     for n, question in enumerate(intent.questions[:6]):
-        conversation = Conversation.objects.create(session_key=f"generous-{n}")
-        Message.objects.create(conversation=conversation, role="user", text=question)
-        reply = Message.objects.create(
-            conversation=conversation, role="assistant", text=intent.answer, finish_reason="stop"
-        )
-        Feedback.objects.create(
-            message=reply,
-            conversation=conversation,
-            owner_key=f"session:generous-{n}",
-            rating=-1,
-            correction=GENEROUS,
-        )
+        store_rated_reply(question, intent.answer, -1, f"generous-{n}", correction=GENEROUS)
     run, _ = runs.request_training_run(
         trigger=TrainingRun.Trigger.COMMAND, overrides={}, enqueue=False
     )
