@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     import torch
 
+    from learning.chat_format import padding_id
     from learning.checkpoints import load_checkpoint
     from learning.evaluation import encode_pairs
     from learning.fisher import diagonal_fisher
@@ -65,13 +66,13 @@ def main(argv: list[str] | None = None) -> int:
             weights = None
             if name == "ewc":
                 sample = encode_pairs(tokenizer, pairs[:16], max_tokens=256)
-                fisher = diagonal_fisher(model, sample, pad_id=tokenizer.pad_token_id)
+                fisher = diagonal_fisher(model, sample, pad_id=padding_id(tokenizer))
                 weights = [fisher[n] for n, p in model.named_parameters() if p.requires_grad]
             optimizer = AnchoredAdam(
                 params, anchors, lr=lr, anchor_strength=strength, weights=weights
             )
         variants[name] = (model, params, optimizer)
-    pad_id = tokenizer.pad_token_id
+    pad_id = padding_id(tokenizer)
     encoded = encode_pairs(tokenizer, pairs, max_tokens=256)
     batches = [
         collate(encoded[i : i + args.batch_size], pad_id)

@@ -256,6 +256,7 @@ def bare_training_loop(version, overrides: dict, *, include_used: bool = False) 
     from django.conf import settings
 
     from conversations.models import Feedback
+    from learning.chat_format import padding_id
     from learning.checkpoints import load_checkpoint
     from learning.evaluation import encode_pairs
     from learning.examples import build_examples_from_feedback
@@ -265,7 +266,7 @@ def bare_training_loop(version, overrides: dict, *, include_used: bool = False) 
 
     hp = Hyperparameters.from_settings(overrides)
     model, tokenizer = load_checkpoint(version.checkpoint_path)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = padding_id(tokenizer)
     examples = build_examples_from_feedback(
         tokenizer,
         feedback=Feedback.objects.all() if include_used else None,

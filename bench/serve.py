@@ -412,31 +412,26 @@ class BareModel:
     def __init__(self, checkpoint: Path, max_new_tokens: int, threads: int = 0):
         import torch
 
+        from learning import chat_format
         from learning.checkpoints import load_checkpoint
 
         self.torch = torch
+        self.chat_format = chat_format
         self.model, self.tokenizer = load_checkpoint(checkpoint)
-        self.tokenizer.padding_side = "left"
-        end = self.tokenizer.convert_tokens_to_ids("<|end|>")
-        self.stop = sorted({self.tokenizer.eos_token_id, end} - {None})
+        self.stop = sorted(chat_format.stop_ids(self.model, self.tokenizer))
         self.max_new_tokens = max_new_tokens
         self.threads = threads
 
     def prompt(self, turns: list[dict[str, str]]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(
-            turns, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        return self.chat_format.prompt_ids(self.tokenizer, turns)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> tuple[int, float]:
         """Generated tokens (through the first stop token) and seconds, for one batch."""
         torch = self.torch
         if self.threads:  # per calling thread under OpenMP, as in the engine's worker thread
             torch.set_num_threads(self.threads)
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        pad = self.chat_format.padding_id(self.tokenizer)
+        ids, mask = self.chat_format.left_padded(prompts, pad)
         started = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
@@ -449,7 +444,7 @@ class BareModel:
             )
         seconds = time.perf_counter() - started
         generated = 0
-        for row in output[:, width:].tolist():
+        for row in output[:, ids.shape[1] :].tolist():
             count = 0
             for token in row:
                 count += 1

@@ -36,6 +36,7 @@ from django.conf import settings
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from learning import chat_format
 from learning.checkpoints import CheckpointError, load_checkpoint, pick_device
 from learning.generation import ActiveVersion, EngineBusy
 
@@ -471,31 +472,24 @@ class GenerationEngine:
             return loaded
         self._loaded = None
         model, tokenizer = load_checkpoint(version.checkpoint_path, device=self.options.device)
-        stop_ids = {tokenizer.eos_token_id}
-        end_id = tokenizer.convert_tokens_to_ids("<|end|>")
-        if isinstance(end_id, int) and end_id != tokenizer.unk_token_id:
-            stop_ids.add(end_id)
-        stop_ids.update(_as_id_set(getattr(model.generation_config, "eos_token_id", None)))
         layers = DynamicCache(config=model.config).layers
         if not all(type(layer) is DynamicLayer for layer in layers):
             raise CheckpointError(f"{version.name}: only full-attention caches can be batched.")
-        self._loaded = _LoadedModel(version, model, tokenizer, frozenset(stop_ids - {None}))
+        self._loaded = _LoadedModel(
+            version, model, tokenizer, chat_format.stop_ids(model, tokenizer)
+        )
         logger.info("generation engine loaded %s", version.name)
         return self._loaded
 
     def prompt_ids(self, loaded: _LoadedModel, turns: list[dict[str, str]]) -> list[int]:
         """The chat-template prompt, cut from the left to leave room for the reply."""
-        ids = loaded.tokenizer.apply_chat_template(
-            turns, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        if hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        ids = list(ids)
         context = self.options.max_context_tokens
         model_limit = getattr(loaded.model.config, "max_position_embeddings", None)
         if model_limit:
             context = min(context, model_limit)
-        return cut_prompt(ids, context - self.options.max_new_tokens, loaded.tokenizer.bos_token_id)
+        return chat_format.prompt_ids(
+            loaded.tokenizer, turns, budget=context - self.options.max_new_tokens
+        )
 
     def _prefill(self, batch: _Batch, requests: list[_Request]) -> None:
         """Run the newcomers' prompts as one left-padded batch and merge them into ``batch``."""
@@ -506,11 +500,8 @@ class GenerationEngine:
             for request in requests:
                 self._finish_request(request, "", "error", 0, None, error=f"Bad prompt: {error}")
             return
-        length = max(len(p) for p in prompts)
-        pad = loaded.tokenizer.pad_token_id or 0
-        ids = torch.tensor([[pad] * (length - len(p)) + p for p in prompts], device=device)
-        mask = torch.tensor(
-            [[0] * (length - len(p)) + [1] * len(p) for p in prompts], device=device
+        ids, mask = chat_format.left_padded(
+            prompts, chat_format.padding_id(loaded.tokenizer), device
         )
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=loaded.model.config)
@@ -646,20 +637,3 @@ def _decoder(tokenizer: Any) -> Callable[[list[int]], str]:
         return tokenizer.decode(ids, skip_special_tokens=True) if ids else ""
 
     return decode
-
-
-def cut_prompt(ids: list[int], budget: int, bos_id: int | None) -> list[int]:
-    """The last ``budget`` prompt ids (at least one), keeping a leading ``bos_id``."""
-    budget = max(1, budget)
-    if len(ids) <= budget:
-        return ids
-    keep_bos = bos_id is not None and ids[0] == bos_id and budget > 1
-    return ([bos_id] if keep_bos else []) + ids[len(ids) - (budget - int(keep_bos)) :]
-
-
-def _as_id_set(value: Any) -> set[int]:
-    if value is None:
-        return set()
-    if isinstance(value, int):
-        return {value}
-    return {int(v) for v in value}

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
+from learning.chat_format import greedy_replies, padding_id, states_facts
 from learning.examples import TrainingExample, encode_turn
 from learning.losses import collate, token_logprobs
-from learning.starter.evaluation import greedy_continuations
-from learning.starter.tokenizer import chat_ids
 
 Encoded = tuple[tuple[int, ...], tuple[int, ...], int]
 
@@ -85,21 +84,6 @@ def feedback_margin(
     return good_mean - bad_mean
 
 
-def greedy_reply(model, tokenizer, question: str, *, max_new_tokens: int = 96, device="cpu") -> str:
-    prompt = chat_ids(
-        tokenizer, [{"role": "user", "content": question}], add_generation_prompt=True
-    )
-    (reply,) = greedy_continuations(
-        model, tokenizer, [prompt], max_new_tokens=max_new_tokens, device=device
-    )
-    return reply.strip()
-
-
-def states_facts(reply: str, facts: Sequence[str]) -> bool:
-    lowered = reply.lower()
-    return all(fact.lower() in lowered for fact in facts)
-
-
 def golden_metrics(
     model, tokenizer, cases: Sequence[GoldenCase], *, max_tokens: int, device="cpu"
 ) -> dict[str, float | int]:
@@ -109,19 +93,18 @@ def golden_metrics(
     encoded = encode_pairs(
         tokenizer, [(c.question, c.expected_answer) for c in cases], max_tokens=max_tokens
     )
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     metrics: dict[str, float | int] = {
         "golden_count": len(cases),
-        "golden_perplexity": perplexity(model, encoded, pad_id=pad_id, device=device),
+        "golden_perplexity": perplexity(
+            model, encoded, pad_id=padding_id(tokenizer), device=device
+        ),
     }
     with_facts = [c for c in cases if c.required_facts]
     if with_facts:
-        model.eval()
+        replies = greedy_replies(model, tokenizer, [c.question for c in with_facts], device=device)
         correct = sum(
-            states_facts(
-                greedy_reply(model, tokenizer, c.question, device=device), c.required_facts
-            )
-            for c in with_facts
+            states_facts(reply, c.required_facts)
+            for reply, c in zip(replies, with_facts, strict=True)
         )
         metrics["golden_fact_accuracy"] = correct / len(with_facts)
     return metrics
@@ -142,7 +125,7 @@ def measure_model(
     once, so that the parent and the candidate are measured on the same questions.
     """
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = padding_id(tokenizer)
     metrics: dict[str, float | int | None] = {
         "heldout_count": len(heldout),
         "heldout_margin": feedback_margin(model, heldout, pad_id=pad_id, device=device),

@@ -20,6 +20,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from conversations.models import Feedback, Message
+from learning.chat_format import turn_ids
 
 
 @dataclass(frozen=True)
@@ -100,24 +101,13 @@ def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
 def encode_turn(
     tokenizer: Any, context: Iterable[dict[str, str]], reply: str, *, max_tokens: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Prompt and reply token ids through the chat template, the context cut from the left.
-
-    The reply ids are the template's rendering of the assistant turn (end-of-turn included),
-    taken as the difference between the conversation with and without the reply.
-    """
+    """Prompt and reply token ids through the chat template (``chat_format.turn_ids``), the
+    reply cut to half of ``max_tokens`` and the context cut from the left (whole turns first)."""
     turns = list(context)
     reply_budget = max(1, max_tokens // 2)
     while True:
-        prompt = _template_ids(tokenizer, turns, add_generation_prompt=True)
-        full = _template_ids(
-            tokenizer,
-            [*turns, {"role": "assistant", "content": reply}],
-            add_generation_prompt=False,
-        )
-        reply_ids = (
-            full[len(prompt) :] if full[: len(prompt)] == prompt else _fallback(tokenizer, reply)
-        )
-        reply_ids = reply_ids[:reply_budget] if len(reply_ids) > reply_budget else reply_ids
+        prompt, reply_ids = turn_ids(tokenizer, turns, reply)
+        reply_ids = reply_ids[:reply_budget]
         if len(prompt) + len(reply_ids) <= max_tokens or len(turns) <= 1:
             break
         turns = turns[1:]
@@ -125,22 +115,6 @@ def encode_turn(
     if overflow > 0:
         prompt = prompt[overflow:]
     return tuple(prompt), tuple(reply_ids)
-
-
-def _template_ids(
-    tokenizer: Any, turns: list[dict[str, str]], *, add_generation_prompt: bool
-) -> list[int]:
-    ids = tokenizer.apply_chat_template(
-        turns, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False
-    )
-    if isinstance(ids, dict) or hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return list(ids)
-
-
-def _fallback(tokenizer: Any, reply: str) -> list[int]:
-    ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
-    return [*ids, tokenizer.eos_token_id]
 
 
 def is_heldout(feedback_id: int, *, seed: int, share: float) -> bool:

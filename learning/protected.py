@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from learning.evaluation import GoldenCase, states_facts
+from learning.chat_format import greedy_continuations, states_facts
+from learning.evaluation import GoldenCase
 from learning.examples import ExampleSet
-from learning.starter.evaluation import greedy_continuations
 
 
 def active_golden_cases() -> list[GoldenCase]:

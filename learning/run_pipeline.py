@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations.models import Feedback
+from learning.chat_format import padding_id
 from learning.checkpoints import load_checkpoint, pick_device, write_checkpoint
 from learning.evaluation import (
     Encoded,
@@ -120,7 +121,7 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
     anchor = anchor_for(parent, hp.anchor)
     known = known_intent_count(anchor.checkpoint_path)  # what the base knew
     model, tokenizer = load_checkpoint(parent.checkpoint_path, device=config.device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = padding_id(tokenizer)
     examples = build_examples_from_feedback(
         tokenizer,
         require_approval=config.require_approval,

@@ -58,10 +58,10 @@ class RoundResult:
 
 def measure(path: str, scenario: Scenario, *, eval_per_intent: int = 2) -> Measurement:
     """Greedy replies judged for the policy facts, and the retention perplexity."""
+    from learning.chat_format import greedy_replies, padding_id
     from learning.checkpoints import load_checkpoint
     from learning.evaluation import encode_pairs, perplexity
     from learning.retention import gate_retention_pairs
-    from learning.starter.evaluation import greedy_replies
 
     model, tokenizer = load_checkpoint(path)
     seen = [(t, q) for t in scenario.changed for q in t.seen[::2]]
@@ -83,7 +83,7 @@ def measure(path: str, scenario: Scenario, *, eval_per_intent: int = 2) -> Measu
         changed_seen=share(0, seen),
         changed_heldout=share(len(seen), heldout),
         unchanged=share(len(seen) + len(heldout), unchanged),
-        perplexity=perplexity(model, retention, pad_id=tokenizer.pad_token_id),
+        perplexity=perplexity(model, retention, pad_id=padding_id(tokenizer)),
     )
 
 

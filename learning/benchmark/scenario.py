@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from learning.chat_format import states_facts
 from learning.starter.corpus import Corpus, Intent, load_corpus
 
 SCENARIO_PATH = Path(__file__).with_name("policy_change.json")
@@ -32,14 +33,9 @@ class Topic:
     heldout: tuple[str, ...]
 
     def is_answered_by(self, reply: str) -> bool:
-        return states_policy(reply, self.facts, self.wrong_facts)
-
-
-def states_policy(reply: str, facts: tuple[str, ...], wrong_facts: tuple[str, ...] = ()) -> bool:
-    lowered = reply.lower()
-    return all(f.lower() in lowered for f in facts) and not any(
-        w.lower() in lowered for w in wrong_facts
-    )
+        return states_facts(reply, self.facts) and not any(
+            states_facts(reply, [wrong]) for wrong in self.wrong_facts
+        )
 
 
 @dataclass(frozen=True)

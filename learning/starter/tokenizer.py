@@ -3,7 +3,7 @@
 The template renders ``<|bos|>`` once, then each turn as ``<|user|>text<|end|>`` or
 ``<|assistant|>text<|end|>``; with ``add_generation_prompt`` it ends in ``<|assistant|>``. So
 the prompt for a reply is a token prefix of the conversation that includes the reply, which
-``learning.examples`` relies on. ``<|end|>`` is the end-of-turn and the eos token.
+``learning.chat_format.turn_ids`` relies on. ``<|end|>`` is the end-of-turn and the eos token.
 """
 
 from __future__ import annotations
@@ -57,13 +57,3 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 3000) -> PreTrain
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
-
-
-def chat_ids(
-    tokenizer: PreTrainedTokenizerFast, turns: list[dict[str, str]], **kwargs
-) -> list[int]:
-    """``apply_chat_template`` token ids as a plain list, whatever the transformers version."""
-    ids = tokenizer.apply_chat_template(turns, tokenize=True, return_dict=False, **kwargs)
-    if hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return list(ids)

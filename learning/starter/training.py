@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from learning.chat_format import chat_ids, padding_id
 from learning.starter.corpus import Corpus, Turn, load_corpus
-from learning.starter.tokenizer import chat_ids, train_tokenizer
+from learning.starter.tokenizer import train_tokenizer
 
 Progress = Callable[[int, int, float], None]
 
@@ -133,13 +134,13 @@ def encode_conversation(
     tokenizer: PreTrainedTokenizerFast, turns: list[Turn], max_tokens: int
 ) -> tuple[list[int], list[int]]:
     """Token ids and labels (−100 except on assistant turns) of one conversation."""
-    ids = chat_ids(tokenizer, turns)
+    ids = chat_ids(tokenizer, turns, add_generation_prompt=False)
     labels = [-100] * len(ids)
     for index, turn in enumerate(turns):
         if turn["role"] != "assistant":
             continue
         start = len(chat_ids(tokenizer, turns[:index], add_generation_prompt=True))
-        end = len(chat_ids(tokenizer, turns[: index + 1]))
+        end = len(chat_ids(tokenizer, turns[: index + 1], add_generation_prompt=False))
         labels[start:end] = ids[start:end]
     return ids[-max_tokens:], labels[-max_tokens:]
 
@@ -178,7 +179,7 @@ def build_starter_model(
         for turns in training_conversations(corpus, config)
     ]
     model = build_model(config, tokenizer)
-    losses = _train(model, encoded, config, tokenizer.pad_token_id, progress)
+    losses = _train(model, encoded, config, padding_id(tokenizer), progress)
     model.eval()
     return StarterBuild(
         model=model,

@@ -6,11 +6,11 @@ import asyncio
 import time
 
 import pytest
-import torch
 from channels.db import database_sync_to_async
 
 from conversations.models import Message
 from learning import serving
+from learning.chat_format import greedy_replies
 from learning.checkpoints import load_checkpoint
 from learning.engine import GenerationEngine, GenerationOptions, _Batch
 from learning.starter.corpus import load_corpus
@@ -30,32 +30,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 MAX_NEW_TOKENS = 40
 
 
-def greedy_alone(checkpoint, question: str) -> str:
-    """What `generate` gives for this one prompt (no batch, no padding), greedy."""
-    model, tokenizer = load_checkpoint(checkpoint)
-    turns = [{"role": "user", "content": question}]
-    prompt = tokenizer.apply_chat_template(
-        turns, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
-    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
-    with torch.inference_mode():
-        output = model.generate(
-            torch.tensor([prompt]),
-            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-            max_new_tokens=MAX_NEW_TOKENS,
-            do_sample=False,
-            eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end|>")],
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return tokenizer.decode(output[0, len(prompt) :], skip_special_tokens=True)
-
-
 QUESTIONS = [q for intent in load_corpus().intents[:3] for q in intent.questions[:2]] + ["hi"]
 
 
 @pytest.fixture(scope="module")
 def references(tiny_checkpoint) -> dict[str, str]:
-    return {question: greedy_alone(tiny_checkpoint, question) for question in QUESTIONS}
+    """What `generate` gives for each prompt on its own (no batch, no padding), greedy."""
+    model, tokenizer = load_checkpoint(tiny_checkpoint)
+    replies = greedy_replies(
+        model, tokenizer, QUESTIONS, max_new_tokens=MAX_NEW_TOKENS, batch_size=1
+    )
+    return dict(zip(QUESTIONS, replies, strict=True))
 
 
 @pytest.fixture

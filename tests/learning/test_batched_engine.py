@@ -6,8 +6,8 @@ import asyncio
 import time
 
 import pytest
-import torch
 
+from learning.chat_format import greedy_replies
 from learning.checkpoints import load_checkpoint
 from learning.engine import GenerationEngine, GenerationOptions, IncrementalText, _Batch
 from learning.generation import ActiveVersion, EngineBusy
@@ -26,32 +26,21 @@ def questions() -> list[str]:
     return [q for intent in intents for q in intent.questions[:2]] + ["hi", "ok thanks, bye!!"]
 
 
-def greedy_alone(checkpoint, question: str) -> str:
-    """What `generate` gives for this prompt on its own (no batch, no padding), greedy."""
+def greedy_alone(checkpoint) -> dict[str, str]:
+    """What `generate` gives for each prompt on its own (no batch, no padding), greedy."""
     model, tokenizer = load_checkpoint(checkpoint)
-    prompt = tokenizer.apply_chat_template(
-        ask(question), add_generation_prompt=True, tokenize=True, return_dict=False
+    replies = greedy_replies(
+        model, tokenizer, questions(), max_new_tokens=MAX_NEW_TOKENS, batch_size=1
     )
-    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
-    stop = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end|>")]
-    with torch.inference_mode():
-        output = model.generate(
-            torch.tensor([prompt]),
-            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-            max_new_tokens=MAX_NEW_TOKENS,
-            do_sample=False,
-            eos_token_id=stop,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return tokenizer.decode(output[0, len(prompt) :], skip_special_tokens=True)
+    return dict(zip(questions(), replies, strict=True))
 
 
 @pytest.fixture(scope="module")
 def references(tiny_checkpoint, second_tiny_checkpoint) -> dict[tuple[str, str], str]:
     return {
-        (str(checkpoint), question): greedy_alone(checkpoint, question)
+        (str(checkpoint), question): reply
         for checkpoint in (tiny_checkpoint, second_tiny_checkpoint)
-        for question in questions()
+        for question, reply in greedy_alone(checkpoint).items()
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from learning import serving
-from learning.engine import GenerationEngine, GenerationOptions, cut_prompt
+from learning.engine import GenerationEngine, GenerationOptions
 from learning.generation import ActiveVersion
 from learning.models import ModelVersion
 from learning.starter.corpus import load_corpus
@@ -163,10 +163,3 @@ async def test_it_cuts_a_long_conversation_from_the_left(tiny_checkpoint):
     assert stream.result.finish_reason in ("stop", "length")
     assert stream.result.token_count <= 16
     assert "".join(deltas) == stream.result.text
-
-
-def test_it_keeps_the_newest_prompt_tokens_and_the_bos():
-    assert cut_prompt([1, 10, 11, 12, 13], 3, bos_id=1) == [1, 12, 13]
-    assert cut_prompt([10, 11, 12, 13], 3, bos_id=1) == [11, 12, 13]
-    assert cut_prompt([1, 10, 11], 5, bos_id=1) == [1, 10, 11]
-    assert cut_prompt([1, 10, 11], 0, bos_id=1) == [11]
