@@ -449,7 +449,9 @@ class GenerationEngine:
         version = pending[0].version
         try:
             loaded = self._load(version)
-        except CheckpointError as error:
+        except Exception as error:  # a version that cannot load fails its requests, not the engine
+            if not isinstance(error, CheckpointError):
+                logger.exception("loading %s failed", version.name)
             for request in [r for r in pending if r.version == version]:
                 pending.remove(request)
                 self._finish_request(request, "", "error", 0, None, error=str(error))

@@ -8,7 +8,8 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
-from learning import serving
+from learning import chat_format, serving
+from learning import engine as engine_module
 from learning.engine import GenerationEngine, GenerationOptions
 from learning.generation import ActiveVersion
 from learning.models import ModelVersion
@@ -147,7 +148,40 @@ async def test_it_reports_a_checkpoint_that_cannot_be_loaded_in_the_result(
     assert good.result.finish_reason in ("stop", "length")
 
 
-async def test_it_cuts_a_long_conversation_from_the_left(tiny_checkpoint):
+async def test_it_fails_the_requests_of_a_version_whose_load_raises_anything(
+    monkeypatch, tiny_checkpoint
+):
+    """Not only a CheckpointError: whatever loading raises ends those replies, not the engine."""
+    real_load = engine_module.load_checkpoint
+
+    def load(path, device="cpu"):
+        if "broken" in str(path):
+            raise RuntimeError("size mismatch for model.embed_tokens.weight")
+        return real_load(path, device=device)
+
+    monkeypatch.setattr(engine_module, "load_checkpoint", load)
+    engine = GenerationEngine()
+    broken = engine.stream_reply(ActiveVersion(7, "broken", "broken"), ask("hi"))
+
+    assert await asyncio.wait_for(collect(broken), timeout=30) == []
+    assert broken.result.finish_reason == "error"
+    assert "size mismatch" in broken.result.error
+
+    good = engine.stream_reply(ActiveVersion(8, "tiny", str(tiny_checkpoint)), ask("hi"))
+    await asyncio.wait_for(collect(good), timeout=30)
+    assert good.result.finish_reason in ("stop", "length")
+
+
+async def test_it_cuts_a_long_conversation_from_the_left(monkeypatch, tiny_checkpoint):
+    prompt_lengths = []
+    real_prompt_ids = chat_format.prompt_ids
+
+    def prompt_ids(tokenizer, turns, *, budget=None):
+        ids = real_prompt_ids(tokenizer, turns, budget=budget)
+        prompt_lengths.append((len(real_prompt_ids(tokenizer, turns)), len(ids)))
+        return ids
+
+    monkeypatch.setattr(chat_format, "prompt_ids", prompt_ids)
     engine = GenerationEngine(GenerationOptions(max_new_tokens=16, max_context_tokens=48))
     turns = []
     for intent in load_corpus().intents[:4]:
@@ -163,3 +197,7 @@ async def test_it_cuts_a_long_conversation_from_the_left(tiny_checkpoint):
     assert stream.result.finish_reason in ("stop", "length")
     assert stream.result.token_count <= 16
     assert "".join(deltas) == stream.result.text
+    # The whole conversation is far longer than the context: the prompt was cut to leave room.
+    ((whole, used),) = prompt_lengths
+    assert whole > 48
+    assert used == 48 - 16
