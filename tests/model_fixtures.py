@@ -2,11 +2,12 @@
 
 ``tiny_checkpoint`` answers the first few corpus intents' training questions word for word;
 it is small so that tests stay fast, not to be good. ``forward_pass_breaks_at_step_3`` makes
-the engine's model fail mid-reply.
+the engine's model fail mid-reply; ``slow_steps`` makes each of its steps take 20 ms.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,17 @@ def forward_pass_breaks_at_step_3(monkeypatch):
         return real_step(self)
 
     monkeypatch.setattr(_Batch, "step", step)
+
+
+@pytest.fixture
+def slow_steps(monkeypatch):
+    """Each decoding step takes at least 20 ms, so a test or a client can act between steps."""
+    from learning.engine import _Batch
+
+    real_step = _Batch.step
+
+    def slow_step(self):
+        time.sleep(0.02)
+        return real_step(self)
+
+    monkeypatch.setattr(_Batch, "step", slow_step)

@@ -12,7 +12,7 @@ from conversations.models import Message
 from learning import serving
 from learning.chat_format import greedy_replies
 from learning.checkpoints import load_checkpoint
-from learning.engine import GenerationEngine, GenerationOptions, _Batch
+from learning.engine import GenerationEngine, GenerationOptions
 from learning.starter.corpus import load_corpus
 from tests.conversations.chat_sockets import (
     TIMEOUT,
@@ -56,18 +56,6 @@ def use_engine():
 
     yield install
     serving._engine = previous
-
-
-@pytest.fixture
-def slow_steps(monkeypatch):
-    """Each decoding step takes at least 20 ms, so a client can act in the middle of a reply."""
-    real_step = _Batch.step
-
-    def slow_step(self):
-        time.sleep(0.02)
-        return real_step(self)
-
-    monkeypatch.setattr(_Batch, "step", slow_step)
 
 
 @database_sync_to_async

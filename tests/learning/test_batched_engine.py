@@ -9,7 +9,7 @@ import pytest
 
 from learning.chat_format import greedy_replies
 from learning.checkpoints import load_checkpoint
-from learning.engine import GenerationEngine, GenerationOptions, IncrementalText, _Batch
+from learning.engine import GenerationEngine, GenerationOptions, IncrementalText
 from learning.generation import ActiveVersion, EngineBusy
 from learning.starter.corpus import load_corpus
 
@@ -42,18 +42,6 @@ def references(tiny_checkpoint, second_tiny_checkpoint) -> dict[tuple[str, str],
         for checkpoint in (tiny_checkpoint, second_tiny_checkpoint)
         for question, reply in greedy_alone(checkpoint).items()
     }
-
-
-@pytest.fixture
-def slow_steps(monkeypatch):
-    """Each decoding step takes at least 15 ms, so a test can act between two steps."""
-    real_step = _Batch.step
-
-    def slow_step(self):
-        time.sleep(0.015)
-        return real_step(self)
-
-    monkeypatch.setattr(_Batch, "step", slow_step)
 
 
 def engine_with(**options) -> GenerationEngine:
