@@ -42,7 +42,7 @@ DJANGO_APPS = [
     "django.contrib.staticfiles",
 ]
 THIRD_PARTY_APPS = ["channels", "django_celery_beat"]
-LOCAL_APPS = ["conversations", "learning"]
+LOCAL_APPS = ["conversations", "knowledge", "learning"]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [
@@ -165,6 +165,18 @@ ENGINE_THREADS = envint("ENGINE_THREADS", 1, minimum=0)
 ENGINE_MAX_BATCH = envint("ENGINE_MAX_BATCH", 32, minimum=1)
 ENGINE_BATCH_WAIT_MS = envfloat("ENGINE_BATCH_WAIT_MS", 0.0, minimum=0.0)
 ENGINE_MAX_QUEUE = envint("ENGINE_MAX_QUEUE", 256, minimum=1)
+
+# --- Knowledge base and grounded answers (README: "The knowledge base") ------------
+# "" = all-MiniLM-L6-v2 from its wheel; else a local directory with a sentence encoder.
+KNOWLEDGE_ENCODER = envstr("KNOWLEDGE_ENCODER", "")
+KNOWLEDGE_TOP_K = envint("KNOWLEDGE_TOP_K", 3, minimum=1)
+# Below this cosine similarity of the best article the bot declines instead of guessing.
+KNOWLEDGE_MIN_SCORE = envfloat("KNOWLEDGE_MIN_SCORE", 0.45)
+KNOWLEDGE_POLL_SECONDS = envfloat("KNOWLEDGE_POLL_SECONDS", 5.0, minimum=0.0)
+SUPPORT_CONTACT = envstr(
+    "SUPPORT_CONTACT",
+    "support@northwind-outfitters.example or +49 40 555 0199, Mon-Fri 8:00-18:00",
+)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a live Daphne server in tests shares the test database.
