@@ -8,13 +8,14 @@ fixed number of queries: counts are subqueries, related rows come through select
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
@@ -35,11 +36,21 @@ def _owner(user: object | None) -> str:
     return str(user) if user is not None else "anonymous session"
 
 
+def _article_link(article: dict[str, Any]) -> str:
+    """An article's title, linked to its admin page while that exists."""
+    try:
+        url = reverse("admin:knowledge_knowledgearticle_change", args=[article["id"]])
+    except NoReverseMatch:  # the knowledge base has no admin (yet)
+        return article["title"]
+    return format_html('<a href="{}">{}</a>', url, article["title"])
+
+
 # --- Conversations --------------------------------------------------------------------------
 
 
 class TranscriptInline(admin.TabularInline):
-    """The conversation's messages, read-only, with the customer's rating on each bot reply.
+    """The conversation's messages, read-only, with the customer's rating on each bot reply,
+    whether the bot declined, and the knowledge-base articles each reply was written from.
 
     Replies still being generated (or whose process died mid-generation) are left out, as
     everywhere else that shows messages: they have no text and no final version yet.
@@ -53,6 +64,8 @@ class TranscriptInline(admin.TabularInline):
         "role",
         "text",
         "rating",
+        "declined_reply",
+        "articles",
         "model_version",
         "finish_reason",
         "first_token",
@@ -105,6 +118,20 @@ class TranscriptInline(admin.TabularInline):
                 )
                 for fb in ratings
             ),
+        )
+
+    @admin.display(description="declined")
+    def declined_reply(self, message: Message) -> str:
+        # Words, not the field's boolean icon: a no-icon on every customer message is noise.
+        return "declined" if message.declined else ""
+
+    @admin.display(description="articles")
+    def articles(self, message: Message) -> str:
+        """The articles shown, best first: title (linked when it can be) and score."""
+        return format_html_join(
+            "",
+            "<div>{} ({})</div>",
+            ((_article_link(article), f"{article['score']:.2f}") for article in message.grounding),
         )
 
     @admin.display(description="first token")

@@ -11,6 +11,11 @@ the consumer: when the client goes away mid-reply, Channels stops the consumer, 
 told to stop generating (the sequence leaves its batch at the next step), and the task still
 stores the text produced so far with finish reason `disconnected`; its sends are dropped.
 When the engine's queue is full the message is kept and answered `busy` at once.
+
+Before each reply the consumer awaits `knowledge.retrieval.retrieve` (off the event loop) and
+`services.decide_reply` decides: a grounded prompt for the engine, or a decline, which is
+stored and sent with the same frames as a generated reply (`bot_message.end` then carries
+`"model_version": null`: no model wrote it).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from django.conf import settings
 from conversations import protocol, services
 from conversations.models import Message
 from conversations.protocol import ProtocolError
+from knowledge import retrieval
 from learning import serving
 from learning.generation import ActiveVersion, EngineBusy
 
@@ -132,7 +138,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.reply_task = task
 
     async def _reply(self, text: str, client_id: str) -> None:
-        """Store the user's message, then generate, stream and store the reply.
+        """Store the user's message, retrieve the articles for it, then generate, stream and
+        store the reply, or decline.
 
         However generation ends, the engine's result says how, `services.do_end_reply` decides
         what is kept, and the client gets `bot_message.end` for a finished reply or an `error`
@@ -141,6 +148,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         bot_message_id: int | None = None
         produced: list[str] = []
         version: ActiveVersion | None = None
+        grounding: list[dict[str, Any]] = []
         try:
             posted = await database_sync_to_async(services.do_post_user_message)(
                 self.conversation_id, self.owner, text, client_id
@@ -155,11 +163,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if posted.bot_message_id is None:
                 return  # a repeat of a stored message: it has (or is getting) its reply already
             bot_message_id = posted.bot_message_id
+            found = await retrieval.retrieve(text)
+            plan = services.decide_reply(text, found, posted.turns)
+            grounding = plan.grounding
+            if plan.declined:
+                await self._decline(bot_message_id, plan)
+                return
             version = await serving.get_active_version()
             if version is None:
                 raise ProtocolError("busy", UNAVAILABLE)
             # Raises EngineBusy at once when the engine's queue is full: no reply is announced.
-            stream = serving.get_engine().stream_reply(version, posted.turns)
+            stream = serving.get_engine().stream_reply(version, plan.turns)
             self.reply_stream = stream
             if self.disconnected:
                 stream.cancel()  # gone before generation started: nothing will be produced
@@ -180,6 +194,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 token_count=result.token_count,
                 time_to_first_token_ms=result.time_to_first_token_ms,
                 generation_ms=result.generation_ms,
+                grounding=grounding,
             )
             if ending is services.ReplyEnding.FINISHED:
                 end = {"type": "bot_message.end", "id": bot_message_id, "text": result.text}
@@ -188,20 +203,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
             else:
                 await self._send_error(ProtocolError("busy", UNAVAILABLE))
         except EngineBusy:
-            await self._end_failed_reply(bot_message_id, produced, version)
+            await self._end_failed_reply(bot_message_id, produced, version, grounding)
             await self._send_error(ProtocolError("busy", BUSY))
         except ProtocolError as error:
-            await self._end_failed_reply(bot_message_id, produced, version)
+            await self._end_failed_reply(bot_message_id, produced, version, grounding)
             await self._send_error(error)
         except Exception:
             logger.exception("chat reply failed (message %s)", bot_message_id)
-            await self._end_failed_reply(bot_message_id, produced, version)
+            await self._end_failed_reply(bot_message_id, produced, version, grounding)
             await self._send_error(ProtocolError("busy", UNAVAILABLE))
         finally:
             self.reply_stream = None
 
+    async def _decline(self, bot_message_id: int, plan: services.ReplyPlan) -> None:
+        """Store the decline, then send it as any reply is sent: start, one delta, end."""
+        await database_sync_to_async(services.do_decline_reply)(bot_message_id, plan)
+        text = plan.decline_text
+        await self._send_frame({"type": "bot_message.start", "id": bot_message_id})
+        await self._send_frame({"type": "bot_message.delta", "id": bot_message_id, "text": text})
+        end = {"type": "bot_message.end", "id": bot_message_id, "text": text}
+        await self._send_frame({**end, "model_version": None})
+
     async def _end_failed_reply(
-        self, bot_message_id: int | None, produced: list[str], version: ActiveVersion | None
+        self,
+        bot_message_id: int | None,
+        produced: list[str],
+        version: ActiveVersion | None,
+        grounding: list[dict[str, Any]],
     ) -> None:
         """End a reply that failed without the engine's result: the text sent so far decides."""
         if bot_message_id is None:
@@ -212,6 +240,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 text="".join(produced),
                 finish_reason=Message.FinishReason.ERROR,
                 model_version_id=version.id if version is not None else None,
+                grounding=grounding,
             )
         except Exception:
             logger.exception("could not end failed reply %s", bot_message_id)

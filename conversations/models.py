@@ -86,6 +86,17 @@ class Message(models.Model):
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
     generation_ms = models.FloatField(null=True, blank=True)
     token_count = models.PositiveIntegerField(null=True, blank=True)
+    declined = models.BooleanField(
+        default=False,
+        help_text="The bot declined instead of answering: no article matched the question well "
+        "enough, or the customer asked for a person (bot messages only).",
+    )
+    grounding = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The knowledge-base articles the reply was written from, as they were shown: "
+        '[{"id", "title", "text", "score"}], best first; training rebuilds the prompt from them.',
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = MessageQuerySet.as_manager()

@@ -21,12 +21,27 @@ is full: the question stays stored, the empty row goes) and for one whose client
 before a token was produced; a reply cut short by a disconnect keeps its text with
 `finish_reason="disconnected"`. A process that dies mid-generation leaves a pending row behind,
 invisible everywhere that uses `finished()`.
+
+Grounded replies and declines
+-----------------------------
+Before each reply the consumer retrieves the knowledge-base articles for the question
+(`knowledge.retrieval.retrieve`) and `decide_reply` says what to do with them. With no
+knowledge base (retrieval disabled) the bot answers from the conversation alone, as it did
+before there was one. Otherwise it declines when the customer asks for a person
+(`conversations.person_request`) or when the best article scores below KNOWLEDGE_MIN_SCORE:
+no model runs, the reply is a fixed text that says what the bot can help with and how to reach
+the team (SUPPORT_CONTACT), sent with the same frames as any reply and stored with
+`declined=True` (`do_decline_reply`). Else the model answers from a prompt that starts with the
+articles (`learning.chat_format.grounded_turns`). Either way the reply stores the articles it
+was shown (`Message.grounding`), so staff see why it said what it said, and training rebuilds
+the same prompt.
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,7 +52,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import Conversation, Feedback, Message
+from conversations.person_request import asks_for_a_person
 from conversations.protocol import ProtocolError
+from knowledge.retrieval import Retrieval
+from learning.chat_format import grounded_turns
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -225,6 +243,76 @@ def do_post_user_message(
     return PostedMessage(question.pk, client_id, reply.pk, turns)
 
 
+# The two declines: fixed texts, so that a customer gets the same clear answer every time.
+DECLINE_OFF_TOPIC = (
+    "Sorry, I can't help with that: I can only answer questions about {topics}. If you'd "
+    "like to talk to a person, our team can take over: {contact}."
+)
+DECLINE_PERSON_ASKED = (
+    "Of course: a person from our team can take over. You can reach them at {contact}. "
+    "Until then, I'm happy to answer questions about {topics}."
+)
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    """How to answer: generate from `turns`, or send `decline_text` instead (when not "").
+
+    `grounding` is the articles shown, as stored on the reply: [{"id", "title", "text",
+    "score"}], best first; `turns` the engine's prompt, grounded in them when there are any.
+    """
+
+    turns: list[dict[str, str]]
+    grounding: list[dict[str, Any]]
+    decline_text: str = ""
+
+    @property
+    def declined(self) -> bool:
+        return bool(self.decline_text)
+
+
+def decline_text(*, person_asked: bool, topics: Sequence[str]) -> str:
+    """The decline's text: what the bot can help with (`topics`), and the team's contact."""
+    names = list(dict.fromkeys(topic for topic in topics if topic))  # unique, in order
+    if not names:
+        listed = "our shop"
+    elif len(names) == 1:
+        listed = names[0]
+    else:
+        listed = f"{', '.join(names[:-1])} and {names[-1]}"
+    template = DECLINE_PERSON_ASKED if person_asked else DECLINE_OFF_TOPIC
+    return template.format(topics=listed, contact=settings.SUPPORT_CONTACT)
+
+
+def decide_reply(
+    question: str,
+    retrieval: Retrieval,
+    turns: list[dict[str, str]],
+    *,
+    topics: Sequence[str] | None = None,
+) -> ReplyPlan:
+    """Answer `question` (the last of `turns`) from the retrieved articles, or decline.
+
+    Retrieval disabled: the conversation as it is, nothing shown. Otherwise the bot declines
+    when the customer asks for a person, whatever the articles' scores, or when the best one
+    scores below KNOWLEDGE_MIN_SCORE. The decline names `topics`, what the bot can help with;
+    by default the titles of the articles retrieved.
+    """
+    if not retrieval.enabled:
+        return ReplyPlan(turns=turns, grounding=[])
+    grounding = [
+        {"id": article.id, "title": article.title, "text": article.text, "score": article.score}
+        for article in retrieval.articles
+    ]
+    person_asked = asks_for_a_person(question)
+    if person_asked or retrieval.best_score < settings.KNOWLEDGE_MIN_SCORE:
+        if topics is None:
+            topics = [article.title for article in retrieval.articles]
+        text = decline_text(person_asked=person_asked, topics=topics)
+        return ReplyPlan(turns=turns, grounding=grounding, decline_text=text)
+    return ReplyPlan(turns=grounded_turns(turns, grounding), grounding=grounding)
+
+
 class ReplyEnding(enum.Enum):
     """What `do_end_reply` did with a reply's row."""
 
@@ -242,13 +330,16 @@ def do_end_reply(
     token_count: int | None = None,
     time_to_first_token_ms: float | None = None,
     generation_ms: float | None = None,
+    grounding: list[dict[str, Any]] | None = None,
+    declined: bool = False,
 ) -> ReplyEnding:
     """Fill in the pending reply row once its generation has ended, however it ended.
 
     `finish_reason` is the engine's (stop, length, disconnected, error). A reply that failed
     or whose client went away before any text was produced is deleted; a failed one with text
     keeps it as an error. Counts and timings are None when the reply ended before the engine
-    took it (no active version, the engine busy, an unexpected failure).
+    took it (no active version, the engine busy, an unexpected failure). `grounding` is the
+    articles the reply was written from (ReplyPlan.grounding).
     """
     reply = Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT, finish_reason="")
     failed = finish_reason == Message.FinishReason.ERROR
@@ -262,8 +353,22 @@ def do_end_reply(
         token_count=token_count,
         time_to_first_token_ms=time_to_first_token_ms,
         generation_ms=generation_ms,
+        grounding=grounding or [],
+        declined=declined,
     )
     return ReplyEnding.FAILED if failed else ReplyEnding.FINISHED
+
+
+def do_decline_reply(bot_message_id: int, plan: ReplyPlan) -> ReplyEnding:
+    """End the pending reply with the plan's decline: a whole reply that no model wrote."""
+    return do_end_reply(
+        bot_message_id,
+        text=plan.decline_text,
+        finish_reason=Message.FinishReason.STOP,
+        model_version_id=None,
+        grounding=plan.grounding,
+        declined=True,
+    )
 
 
 def _rateable_message(conversation_id: uuid.UUID, message_id: int) -> Message:

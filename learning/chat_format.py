@@ -6,19 +6,29 @@ starter builder and the benchmarks. So the prompt, the padding, where a reply st
 counts as stating a fact are each written once, and a new prompt format or base model changes
 this module only.
 
+A grounded prompt (``grounded_turns``) starts with a system turn that holds the knowledge-base
+articles retrieved for the customer's question; the chat consumer prompts with it, and the
+training examples rebuild it from the articles stored with the reply, so the model learns from
+the prompt it saw. A template that renders no system turn (the starter's) simply ignores it.
+
 torch is imported inside the decoding functions only: ``learning.examples`` uses the prompt
 functions and is imported when Django starts (through the admin's export), where no model runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from learning.starter.corpus import load_corpus
 
 if TYPE_CHECKING:
     import torch
 
 Turn = dict[str, str]
+# A knowledge-base article as shown to the model and stored on the reply (Message.grounding):
+# {"id", "title", "text", "score"}; the prompt uses the title and the text.
+Article = Mapping[str, Any]
 
 # The end-of-turn token of the starter's template. Where a tokenizer has it and its
 # end-of-sequence token is another one, a reply still ends with the turn.
@@ -36,11 +46,50 @@ def chat_ids(tokenizer: Any, turns: Sequence[Turn], *, add_generation_prompt: bo
     return list(ids)
 
 
+def grounded_turns(turns: Sequence[Turn], articles: Sequence[Article]) -> list[Turn]:
+    """``turns`` after a system turn that asks the model to answer from ``articles`` (best
+    first, numbered, each its title and text); with no articles, ``turns`` as they are."""
+    copied = [dict(turn) for turn in turns]
+    if not articles:
+        return copied
+    shown = "\n\n".join(
+        f"{number}. {article['title']}\n{article['text']}"
+        for number, article in enumerate(articles, start=1)
+    )
+    instructions = (
+        f"You are the customer-service assistant of {load_corpus().company}. Answer the "
+        "customer's last message from these articles only. If they do not answer it, say so "
+        "and offer to put the customer in touch with the team."
+    )
+    return [{"role": "system", "content": f"{instructions}\n\n{shown}"}, *copied]
+
+
+def without_oldest_turn(turns: Sequence[Turn]) -> list[Turn] | None:
+    """``turns`` less the oldest turn that may go to make a prompt fit: the first one after a
+    leading system turn (the articles stay). None when only one turn is left besides it."""
+    first = 1 if turns and turns[0]["role"] == "system" else 0
+    if len(turns) - first <= 1:
+        return None
+    return [*turns[:first], *turns[first + 1 :]]
+
+
 def prompt_ids(tokenizer: Any, turns: Sequence[Turn], *, budget: int | None = None) -> list[int]:
-    """The ids that ask for the assistant's reply to ``turns``; with a ``budget``, cut from the
-    left to at most that many (see ``cut_prompt``)."""
+    """The ids that ask for the assistant's reply to ``turns``; with a ``budget``, at most that
+    many: cut from the left (see ``cut_prompt``).
+
+    A prompt that starts with a system turn (a grounded prompt) first loses whole turns after
+    it, oldest first (``without_oldest_turn``), so that the articles stay; only what is still
+    too long is cut from the left. Other prompts are cut from the left at once, which keeps the
+    most of the conversation.
+    """
     ids = chat_ids(tokenizer, turns, add_generation_prompt=True)
-    return ids if budget is None else cut_prompt(ids, budget, tokenizer.bos_token_id)
+    if budget is None:
+        return ids
+    if turns and turns[0]["role"] == "system":
+        while len(ids) > budget and (fewer := without_oldest_turn(turns)) is not None:
+            turns = fewer
+            ids = chat_ids(tokenizer, turns, add_generation_prompt=True)
+    return cut_prompt(ids, budget, tokenizer.bos_token_id)
 
 
 def cut_prompt(ids: list[int], budget: int, bos_id: int | None) -> list[int]:

@@ -1,11 +1,20 @@
 """Training examples from the customers' feedback.
 
 A rated reply gives (context, reply, +1 or −1); a correction gives (context, correction, +1).
-The context is the conversation before the rated reply, rendered through the model's chat
-template and cut from the left (whole turns first) to fit. One owner (browser session or user)
+The context is the conversation before the rated reply, after a system turn with the
+knowledge-base articles the reply was written from, as they were shown then (stored in
+``Message.grounding``; ``chat_format.grounded_turns``), not as they read today: training sees
+what the model saw. It is rendered through the model's chat template and cut from the left
+(whole turns first, the system turn stays) to fit. One owner (browser session or user)
 contributes at most ``per_owner_cap`` examples to a run, newest first, so that one person, or one
 adversary, cannot dominate it. Both examples of one feedback row go to the same side of the
 held-out split, which is a pure function of (seed, feedback id), so reruns split alike.
+
+A reply the bot declined (``Message.declined``: the articles did not match, or the customer
+asked for a person) gives examples like any other, with the prompt the model would have seen:
+a thumbs-up teaches the model to decline there too, a thumbs-down says the question deserved
+an answer (the threshold was too strict), and a correction is the answer it should have had.
+A thumbs-down that only says "I wanted a person sooner" is noise that review rejects.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from conversations.models import Feedback, Message
-from learning.chat_format import turn_ids
+from learning.chat_format import grounded_turns, turn_ids, without_oldest_turn
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ class RatedTurn:
 
     feedback_id: int
     owner_key: str
-    context: tuple[dict[str, str], ...]
+    context: tuple[dict[str, str], ...]  # what the model saw: grounded when the reply was
     reply: str
     label: int
     correction: str
@@ -67,7 +76,8 @@ def usable_feedback(*, require_approval: bool) -> QuerySet[Feedback]:
 
 
 def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
-    """Load each rated reply with the conversation before it, in two queries."""
+    """Load each rated reply with the conversation before it, in two queries; a grounded
+    reply's context starts with the system turn of the articles stored with it."""
     rows = list(feedback.select_related("message").order_by("-updated_at", "-id"))
     conversation_ids = {row.conversation_id for row in rows}
     history: dict[Any, list[Message]] = defaultdict(list)
@@ -89,7 +99,7 @@ def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
             RatedTurn(
                 feedback_id=row.pk,
                 owner_key=row.owner_key,
-                context=tuple(before),
+                context=tuple(grounded_turns(before, row.message.grounding)),
                 reply=row.message.text,
                 label=row.rating,
                 correction=row.correction.strip(),
@@ -102,15 +112,19 @@ def encode_turn(
     tokenizer: Any, context: Iterable[dict[str, str]], reply: str, *, max_tokens: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Prompt and reply token ids through the chat template (``chat_format.turn_ids``), the
-    reply cut to half of ``max_tokens`` and the context cut from the left (whole turns first)."""
+    reply cut to half of ``max_tokens`` and the context cut from the left: whole turns first
+    (after a leading system turn, which stays: ``chat_format.without_oldest_turn``)."""
     turns = list(context)
     reply_budget = max(1, max_tokens // 2)
     while True:
         prompt, reply_ids = turn_ids(tokenizer, turns, reply)
         reply_ids = reply_ids[:reply_budget]
-        if len(prompt) + len(reply_ids) <= max_tokens or len(turns) <= 1:
+        if len(prompt) + len(reply_ids) <= max_tokens:
             break
-        turns = turns[1:]
+        fewer = without_oldest_turn(turns)
+        if fewer is None:
+            break
+        turns = fewer
     overflow = len(prompt) + len(reply_ids) - max_tokens
     if overflow > 0:
         prompt = prompt[overflow:]

@@ -3,6 +3,7 @@
 ``tiny_checkpoint`` answers the first few corpus intents' training questions word for word;
 it is small so that tests stay fast, not to be good. ``forward_pass_breaks_at_step_3`` makes
 the engine's model fail mid-reply; ``slow_steps`` makes each of its steps take 20 ms.
+``system_turn_tokenizer`` renders the system turn of a grounded prompt.
 """
 
 from __future__ import annotations
@@ -94,3 +95,19 @@ def slow_steps(monkeypatch):
         return real_step(self)
 
     monkeypatch.setattr(_Batch, "step", slow_step)
+
+
+@pytest.fixture(scope="session")
+def system_turn_tokenizer(tiny_checkpoint):
+    """The tiny checkpoint's tokenizer with a chat template that renders system turns (the
+    starter's ignores them, as a pretrained model's template does not)."""
+    from learning.checkpoints import load_checkpoint
+    from learning.starter.tokenizer import CHAT_TEMPLATE
+
+    tokenizer = load_checkpoint(tiny_checkpoint)[1]
+    tokenizer.chat_template = CHAT_TEMPLATE.replace(
+        "{% if message['role'] == 'user' %}",
+        "{% if message['role'] == 'system' %}{{ 'system: ' + message['content'] + '<|end|>' }}"
+        "{% elif message['role'] == 'user' %}",
+    )
+    return tokenizer

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from conversations.models import Conversation, Feedback, Message
@@ -342,6 +342,28 @@ def test_it_shows_the_transcript_with_ratings(admin_client, desk):
         assert text in page
     assert 'name="messages-0-text"' not in page  # read-only: no inputs for messages
     assert 'name="messages-0-DELETE"' not in page
+
+
+def test_it_shows_which_replies_declined_and_the_articles_each_was_shown(admin_client, desk):
+    shown = [
+        {"id": 7, "title": "Shipping <cost>", "text": "4.90 EUR.", "score": 0.8123},
+        {"id": 9, "title": "Return window", "text": "30 days.", "score": 0.4},
+    ]
+    exchange(desk["anon"], "Is it raining?", "Sorry, I can't help.", None, declined=True)
+    exchange(desk["anon"], "Shipping?", "4.90 EUR.", desk["v2"], grounding=shown)
+
+    page = admin_client.get(
+        reverse("admin:conversations_conversation_change", args=[desk["anon"].pk])
+    ).content.decode()
+
+    assert page.count(">declined<") == 1
+    try:
+        link = reverse("admin:knowledge_knowledgearticle_change", args=[7])
+        title = f'<a href="{link}">Shipping &lt;cost&gt;</a>'
+    except NoReverseMatch:  # the knowledge base has no admin on this branch yet
+        title = "Shipping &lt;cost&gt;"
+    assert f"<div>{title} (0.81)</div>" in page
+    assert "Return window" in page and "(0.40)" in page
 
 
 def test_it_changes_a_conversations_status_without_touching_its_messages(admin_client, desk):

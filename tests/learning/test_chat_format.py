@@ -1,4 +1,5 @@
-"""The chat format: prompt ids, padding, stop ids, the facts check and batched greedy decoding."""
+"""The chat format: prompt ids, grounded prompts, padding, stop ids, the facts check and batched
+greedy decoding."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from learning.chat_format import (
     cut_prompt,
     greedy_continuations,
     greedy_replies,
+    grounded_turns,
     padding_id,
     prompt_ids,
     states_facts,
     stop_ids,
     turn_ids,
+    without_oldest_turn,
 )
 from learning.checkpoints import load_checkpoint
 from learning.starter.corpus import load_corpus
@@ -82,6 +85,62 @@ def test_it_keeps_the_newest_prompt_tokens_and_the_bos(tiny):
     full = prompt_ids(tokenizer, CONVERSATION)
     cut = prompt_ids(tokenizer, CONVERSATION, budget=6)
     assert cut == [tokenizer.bos_token_id, *full[-5:]]
+
+
+ARTICLES = [
+    {"id": 3, "title": "Delivery time", "text": "Delivery takes 2 to 4 days.", "score": 0.7},
+    {"id": 5, "title": "Express", "text": "Express costs 12.90 EUR.", "score": 0.6},
+]
+
+
+def test_it_puts_the_articles_in_a_system_turn_before_the_conversation():
+    turns = grounded_turns(CONVERSATION, ARTICLES)
+
+    system, *rest = turns
+    assert rest == CONVERSATION and rest[0] is not CONVERSATION[0]  # copies, in order
+    assert system["role"] == "system"
+    assert system["content"].startswith(
+        f"You are the customer-service assistant of {load_corpus().company}."
+    )
+    assert system["content"].endswith(
+        "\n\n1. Delivery time\nDelivery takes 2 to 4 days.\n\n2. Express\nExpress costs 12.90 EUR."
+    )
+    assert grounded_turns(CONVERSATION, []) == CONVERSATION
+
+
+def test_a_template_without_system_turns_prompts_as_if_ungrounded(tiny):
+    _, tokenizer = tiny  # the starter's template renders user and assistant turns only
+
+    assert prompt_ids(tokenizer, grounded_turns(CONVERSATION, ARTICLES)) == prompt_ids(
+        tokenizer, CONVERSATION
+    )
+
+
+def test_it_drops_the_oldest_turn_after_a_leading_system_turn():
+    system = {"role": "system", "content": "articles"}
+
+    assert without_oldest_turn([system, *CONVERSATION]) == [system, *CONVERSATION[1:]]
+    assert without_oldest_turn(CONVERSATION) == CONVERSATION[1:]
+    assert without_oldest_turn([system, CONVERSATION[-1]]) is None
+    assert without_oldest_turn(CONVERSATION[-1:]) is None
+
+
+def test_a_grounded_prompt_loses_whole_old_turns_and_keeps_its_articles(system_turn_tokenizer):
+    tokenizer = system_turn_tokenizer
+    system, *_ = grounded_turns(CONVERSATION, ARTICLES)
+    turns = [system, *CONVERSATION, {"role": "assistant", "content": "Two to four days."}]
+    turns.append({"role": "user", "content": "And express?"})
+    newest = [system, *turns[3:]]  # the first question and its answer gone
+    budget = len(prompt_ids(tokenizer, newest))
+    assert len(prompt_ids(tokenizer, turns)) > budget
+
+    assert prompt_ids(tokenizer, turns, budget=budget) == prompt_ids(tokenizer, newest)
+    # Past the system turn and the last question, what is left is cut from the left.
+    last = prompt_ids(tokenizer, [system, turns[-1]])
+    short = len(last) - 5
+    assert prompt_ids(tokenizer, turns, budget=short) == cut_prompt(
+        last, short, tokenizer.bos_token_id
+    )
 
 
 def test_it_splits_a_conversation_into_prompt_and_the_assistant_turn(tiny):

@@ -201,3 +201,24 @@ async def test_it_cuts_a_long_conversation_from_the_left(monkeypatch, tiny_check
     ((whole, used),) = prompt_lengths
     assert whole > 48
     assert used == 48 - 16
+
+
+async def test_it_prompts_with_a_grounded_conversation_system_turn_first(
+    monkeypatch, tiny_checkpoint
+):
+    seen = []
+    real_prompt_ids = chat_format.prompt_ids
+
+    def prompt_ids(tokenizer, turns, *, budget=None):
+        seen.append(turns)
+        return real_prompt_ids(tokenizer, turns, budget=budget)
+
+    monkeypatch.setattr(chat_format, "prompt_ids", prompt_ids)
+    article = {"id": 1, "title": "Delivery time", "text": "2 to 4 days.", "score": 0.8}
+    turns = chat_format.grounded_turns(ask("how long does delivery take"), [article])
+
+    stream = GenerationEngine().stream_reply(ActiveVersion(1, "tiny", str(tiny_checkpoint)), turns)
+    await collect(stream)
+
+    assert stream.result.finish_reason in ("stop", "length")
+    assert seen == [turns]

@@ -1,12 +1,14 @@
-"""Training examples from feedback: labels, corrections, review, caps, context, split, hash."""
+"""Training examples from feedback: labels, corrections, review, caps, context, grounding,
+declines, split, hash."""
 
 from __future__ import annotations
 
 import pytest
 
 from conversations.models import Conversation, Feedback, Message
+from learning.chat_format import grounded_turns
 from learning.checkpoints import load_checkpoint
-from learning.examples import build_examples_from_feedback, encode_turn, usable_feedback
+from learning.examples import build_examples_from_feedback, encode_turn, kto_rows, usable_feedback
 
 pytestmark = pytest.mark.django_db
 
@@ -154,6 +156,95 @@ def test_the_context_is_cut_from_the_left_to_fit(tokenizer):
     assert _contains(narrow.prompt_ids, question)
     first = tokenizer.encode("question number 0", add_special_tokens=False)
     assert _contains(wide.prompt_ids, first) and not _contains(narrow.prompt_ids, first)
+
+
+SHOWN = [
+    {"id": 4, "title": "Refund timing", "text": "Refunds reach you within 5 days.", "score": 0.71},
+    {
+        "id": 8,
+        "title": "Refund method",
+        "text": "We refund to the card you paid with.",
+        "score": 0.5,
+    },
+]
+
+
+def grounded_pair(owner: str, question: str, reply: str, rating: int, **reply_fields):
+    conversation = Conversation.objects.create(session_key=owner)
+    Message.objects.create(conversation=conversation, role=USER, text=question)
+    answer = Message.objects.create(
+        conversation=conversation,
+        role=BOT,
+        text=reply,
+        finish_reason="stop",
+        grounding=SHOWN,
+        **reply_fields,
+    )
+    return rate(answer, rating)
+
+
+def test_a_grounded_reply_is_learned_with_the_articles_it_was_shown(system_turn_tokenizer):
+    feedback = grounded_pair("a", "when is my refund?", "Within 5 days.", 1)
+
+    (example,) = build(system_turn_tokenizer).train
+    (row,) = kto_rows(Feedback.objects.all())
+
+    context = grounded_turns([{"role": USER, "content": "when is my refund?"}], SHOWN)
+    assert (example.prompt_ids, example.reply_ids) == encode_turn(
+        system_turn_tokenizer, context, "Within 5 days.", max_tokens=256
+    )
+    article = system_turn_tokenizer.encode(
+        "Refunds reach you within 5 days.", add_special_tokens=False
+    )
+    assert _contains(example.prompt_ids, article)
+    assert example.feedback_id == feedback.pk
+    assert row["prompt"] == context
+
+
+def test_a_grounded_context_is_cut_after_its_articles(system_turn_tokenizer):
+    conversation = Conversation.objects.create(session_key="a")
+    for n in range(12):
+        Message.objects.create(
+            conversation=conversation, role=USER, text=f"question number {n} about my refund"
+        )
+        Message.objects.create(
+            conversation=conversation, role=BOT, text=f"answer {n}: wait", finish_reason="stop"
+        )
+    Message.objects.create(conversation=conversation, role=USER, text="and the refund?")
+    last = Message.objects.create(
+        conversation=conversation,
+        role=BOT,
+        text="Five days.",
+        finish_reason="stop",
+        grounding=SHOWN,
+    )
+    rate(last, 1)
+
+    wide = build(system_turn_tokenizer, max_tokens=4096).train[0]
+    narrow = build(system_turn_tokenizer, max_tokens=160).train[0]
+
+    assert len(narrow.prompt_ids) + len(narrow.reply_ids) <= 160 < len(wide.prompt_ids)
+    article, question, first = (
+        system_turn_tokenizer.encode(text, add_special_tokens=False)
+        for text in ("Refunds reach you within 5 days.", "and the refund?", "question number 0")
+    )
+    # The system turn stays; the oldest turns after it go.
+    assert _contains(narrow.prompt_ids, article) and _contains(narrow.prompt_ids, question)
+    assert _contains(wide.prompt_ids, first) and not _contains(narrow.prompt_ids, first)
+
+
+def test_a_rated_decline_is_an_example_from_the_prompt_it_would_have_had(system_turn_tokenizer):
+    decline = "Sorry, I can't help with that: I can only answer questions about refunds."
+    down = grounded_pair("a", "write me a poem", decline, -1, declined=True)
+
+    (example,) = build(system_turn_tokenizer).train
+
+    context = grounded_turns([{"role": USER, "content": "write me a poem"}], SHOWN)
+    assert (example.prompt_ids, example.reply_ids, example.label) == (
+        *encode_turn(system_turn_tokenizer, context, decline, max_tokens=256),
+        -1,
+    )
+    assert example.feedback_id == down.pk
 
 
 def test_unfinished_and_failed_replies_are_neither_examples_nor_context(tokenizer):
