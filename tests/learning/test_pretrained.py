@@ -271,7 +271,8 @@ def test_it_refuses_minilm_weights_that_are_not_the_pinned_ones(tmp_path, monkey
         archive.writestr("model.safetensors", b"other weights")
     (package / "model.zip").write_bytes(buffer.getvalue())
     monkeypatch.syspath_prepend(str(tmp_path / "packages"))
-    monkeypatch.setattr(pretrained, "MINILM_PACKAGE", "example_encoder")
+    encoder = dataclasses.replace(pretrained.MINILM_SAFETENSORS, package="example_encoder")
+    monkeypatch.setattr(pretrained, "MINILM_SAFETENSORS", encoder)
     cache = tmp_path / "cache"
 
     with pytest.raises(PretrainedFileError) as refused:
