@@ -133,9 +133,9 @@ def convert_gguf_to_checkpoint(
     ``destination`` (float32 weights, the tokenizer with its chat template, ``metadata``).
 
     Loading SmolLM2's GGUF takes half a minute on two cores (every tensor is unpacked); the
-    checkpoint loads in half a second. transformers reads the architecture, the tokenizer and the chat template
-    from the file's metadata; ``dequantize=True`` asks for a plain model even where packed GGUF
-    kernels are installed, since a packed model cannot be saved or trained.
+    checkpoint loads in half a second. transformers reads the architecture, the tokenizer and the
+    chat template from the file's metadata; ``dequantize=True`` asks for a plain model even where
+    packed GGUF kernels are installed, since a packed model cannot be saved or trained.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
