@@ -19,8 +19,10 @@ import torch
 from django.conf import settings
 from transformers import AutoModel, AutoTokenizer
 
-MAX_TOKENS = 256  # MiniLM was trained on 128 and is used up to 256; longer text is cut
+MAX_TOKENS = 256  # MiniLM's max_seq_length (sentence_bert_config.json); longer text is cut
 BATCH_SIZE = 32
+FINGERPRINT_CHUNKS = 16
+FINGERPRINT_CHUNK_BYTES = 64 * 1024
 
 
 class SentenceEncoder:
@@ -28,7 +30,7 @@ class SentenceEncoder:
 
     def __init__(self, directory: Path, *, device: str = "cpu", max_tokens: int = MAX_TOKENS):
         self.directory = Path(directory)
-        self.name = f"{self.directory.name}:{weights_digest(self.directory)[:12]}"
+        self.name = f"{self.directory.name}:{weights_fingerprint(self.directory)[:12]}"
         self.device = torch.device(device)
         self.max_tokens = max_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
@@ -68,15 +70,25 @@ class EncoderError(Exception):
     """The encoder's directory cannot be used."""
 
 
-def weights_digest(directory: Path) -> str:
-    """sha256 of the directory's safetensors files: the encoder's identity, whatever its path."""
+def weights_fingerprint(directory: Path) -> str:
+    """The encoder's identity, whatever its path: a sha256 over its safetensors files' sizes and
+    FINGERPRINT_CHUNKS chunks of each spread across it.
+
+    Other weights (another model, another fine-tuning) change these chunks; reading about a
+    MiB instead of hashing all 91 MB of MiniLM's keeps a process start cheap. It names the
+    weights; checking them is ``learning.pretrained``'s job.
+    """
     paths = sorted(directory.glob("*.safetensors"))
     if not paths:
         raise EncoderError(f"{directory} holds no *.safetensors weights.")
     digest = hashlib.sha256()
     for path in paths:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
         with path.open("rb") as file:
-            digest.update(hashlib.file_digest(file, "sha256").digest())
+            for chunk in range(FINGERPRINT_CHUNKS):
+                file.seek(size * chunk // FINGERPRINT_CHUNKS)
+                digest.update(file.read(FINGERPRINT_CHUNK_BYTES))
     return digest.hexdigest()
 
 

@@ -54,7 +54,8 @@ class KnowledgeArticle(models.Model):
     embedding = models.BinaryField(null=True, blank=True, editable=False)
     embedding_encoder = models.CharField(max_length=200, blank=True, editable=False)
     embedding_dimension = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    embedded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Indexed, as updated_at: each web process polls their maximum (knowledge.index).
+    embedded_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
 
     # The fields an edit is about: a change to any of them keeps the old values as a revision.
     REVISED_FIELDS = ("title", "text", "topic", "is_active")

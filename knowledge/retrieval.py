@@ -4,11 +4,10 @@ The chat consumer awaits ``retrieve`` before each reply. ``Retrieval.enabled`` i
 knowledge base holds no embedded active article: the bot then answers ungrounded, as before
 there was a knowledge base, and the encoder is never loaded.
 
-Where the work runs: the index's database poll goes through ``database_sync_to_async`` like
-every other ORM call of the consumer (one aggregate query, at most every
-``KNOWLEDGE_POLL_SECONDS``); encoding the question and the search run in a small thread pool of
-their own, so that neither the event loop nor asgiref's one shared sync thread (which every
-consumer's database calls queue on) waits for the encoder.
+Where the work runs: in a small thread pool of its own, one hop per question: the index's poll
+of the database (at most every ``KNOWLEDGE_POLL_SECONDS``), encoding the question and the
+search. Neither the event loop nor asgiref's one shared sync thread, on which every consumer's
+database calls queue, waits for the encoder or for re-reading the articles after an edit.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from knowledge.index import IndexSnapshot, knowledge_index
+from knowledge.index import knowledge_index
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +53,15 @@ _warned_encoders: set[str] = set()
 
 async def retrieve(question: str, *, k: int | None = None) -> Retrieval:
     """The top ``k`` (KNOWLEDGE_TOP_K) active articles for ``question``."""
-    snapshot = await knowledge_index.snapshot()
-    if snapshot.is_empty:
-        return NOTHING
     top_k = max(1, k if k is not None else settings.KNOWLEDGE_TOP_K)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_retrieval_executor(), _search, snapshot, question, top_k)
+    return await loop.run_in_executor(_retrieval_executor(), _retrieve_now, question, top_k)
 
 
-def _search(snapshot: IndexSnapshot, question: str, k: int) -> Retrieval:
+def _retrieve_now(question: str, k: int) -> Retrieval:
+    snapshot = knowledge_index.current()
+    if snapshot.is_empty:
+        return NOTHING
     # Imported here: importing this module (the consumer does) must not import torch.
     from knowledge.encoder import get_encoder
 

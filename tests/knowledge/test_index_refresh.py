@@ -66,14 +66,43 @@ async def test_an_edit_in_this_process_is_seen_at_once(articles, settings):
     assert (await retrieve(TRACKING)).articles[0].text == track.text
 
 
-def test_it_reads_the_rows_only_when_the_signature_changed(articles):
-    signature, snapshot = index._read_if_changed(None)
-    assert snapshot is not None and len(next(iter(snapshot.by_encoder.values())).ids) == 4
+def test_it_reads_the_rows_only_when_the_signature_changed(articles, settings, monkeypatch):
+    settings.KNOWLEDGE_POLL_SECONDS = 0
+    loads = []
+    load_snapshot = index.load_snapshot
+    monkeypatch.setattr(index, "load_snapshot", lambda: loads.append(1) or load_snapshot())
+    current = index.knowledge_index.current
 
-    assert index._read_if_changed(signature) == (signature, None)
+    assert len(current().for_encoder(articles["Track order"].embedding_encoder).ids) == 4
+    current()
+    assert len(loads) == 1
 
     track = articles["Track order"]
     track.topic = "shipping"
-    do_save_article(track)
-    changed, snapshot = index._read_if_changed(signature)
-    assert changed != signature and snapshot is not None
+    do_save_article(track)  # in this process: forgets the index
+    current()
+    KnowledgeArticle.objects.filter(pk=track.pk).update(embedding=None)  # no signature change
+    current()
+    assert len(loads) == 2
+
+
+def test_an_edit_committed_while_the_index_reads_is_read_again(articles, settings, monkeypatch):
+    """The poll read the old articles; this process's edit committed before it ended."""
+    settings.KNOWLEDGE_POLL_SECONDS = 60
+    read_signature = index.read_signature
+
+    def signature_then_an_edit_commits():
+        signature = read_signature()
+        index.forget_index()
+        return signature
+
+    monkeypatch.setattr(index, "read_signature", signature_then_an_edit_commits)
+    index.knowledge_index.current()
+    monkeypatch.setattr(index, "read_signature", read_signature)
+    loads = []
+    load_snapshot = index.load_snapshot
+    monkeypatch.setattr(index, "load_snapshot", lambda: loads.append(1) or load_snapshot())
+
+    index.knowledge_index.current()  # within the poll interval, yet read again
+
+    assert loads == [1]
