@@ -40,7 +40,7 @@ class KnowledgeArticle(models.Model):
         max_length=200, help_text="What the article is about, as a customer might put it."
     )
     text = models.TextField(
-        help_text="The answer staff would give. The bot answers from it word for word where it can."
+        help_text="The answer staff would give; the bot is shown it when a question matches."
     )
     topic = models.CharField(max_length=100, blank=True, db_index=True)
     is_active = models.BooleanField(
@@ -69,12 +69,6 @@ class KnowledgeArticle(models.Model):
     @property
     def passage(self) -> str:
         return article_passage(self.title, self.text)
-
-    @property
-    def vector(self) -> np.ndarray | None:
-        if self.embedding is None:
-            return None
-        return np.frombuffer(bytes(self.embedding), dtype=EMBEDDING_DTYPE)
 
 
 class ArticleRevision(models.Model):

@@ -24,8 +24,8 @@ from knowledge.index import knowledge_index
 
 logger = logging.getLogger(__name__)
 
-# Encoding one question takes milliseconds; two threads let a second question start while one is
-# encoded, without taking both cores from the generation engine.
+# Encoding a question takes milliseconds: with two threads a second question need not wait for
+# the first; more would only compete with the generation engine for the cores.
 RETRIEVAL_THREADS = 2
 
 

@@ -10,6 +10,9 @@ then locks the row and writes the revision, the content and the embedding in one
 If someone else saved the same article in between, so that the vector it kept no longer fits,
 it starts again. ``do_embed_articles`` writes each vector with a conditional UPDATE that only
 matches while the article's title and text are still the ones it encoded.
+
+The encoder (torch, transformers) is imported when an article is saved, not with this module:
+the admin imports it, and with it every ``manage.py`` command would take seconds longer.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from knowledge.encoder import SentenceEncoder, get_encoder
 from knowledge.index import forget_index
 from knowledge.models import (
     EMBEDDING_FIELDS,
@@ -35,6 +37,7 @@ from knowledge.models import (
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
+    from knowledge.encoder import SentenceEncoder
     from learning.starter.corpus import Corpus
 
 SAVE_ATTEMPTS = 3
@@ -42,7 +45,7 @@ EMBED_BATCH = 32
 
 
 class KnowledgeError(Exception):
-    """An edit that cannot be carried out (shown to the editor as is)."""
+    """An edit that cannot be carried out."""
 
 
 def do_save_article(
@@ -54,6 +57,8 @@ def do_save_article(
     save that changes none of them writes nothing. Only a new title or text (or a new encoder)
     is encoded: switching an article off and on, or moving it to another topic, is not.
     """
+    from knowledge.encoder import get_encoder  # see the module's docstring
+
     encoder = get_encoder()
     for _attempt in range(SAVE_ATTEMPTS):
         vector = None
@@ -95,6 +100,8 @@ def do_embed_articles(
     ``only_missing`` leaves out those already embedded by this encoder. An article edited while
     this runs keeps the embedding its save wrote.
     """
+    from knowledge.encoder import get_encoder  # see the module's docstring
+
     encoder = get_encoder()
     todo = KnowledgeArticle.objects.all() if articles is None else articles
     if only_missing:
