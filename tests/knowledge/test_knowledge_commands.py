@@ -7,6 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from knowledge import services
 from knowledge.models import KnowledgeArticle
 from knowledge.services import do_save_article, intent_title
 from learning.starter.corpus import load_corpus
@@ -40,12 +41,13 @@ def test_seeding_adds_one_embedded_article_per_intent(tiny_encoder):
     assert (track.text, track.topic, track.is_active) == (first.answer, first.topic, True)
 
 
-def test_seeding_again_changes_nothing(tiny_encoder):
+def test_seeding_again_changes_nothing_and_loads_no_encoder(tiny_encoder, monkeypatch):
     run_command("seed_knowledge_base")
     track = KnowledgeArticle.objects.get(title="Track order")
     track.text = "Staff's own words."
     do_save_article(track)
     before = KnowledgeArticle.objects.get(pk=track.pk)
+    monkeypatch.setattr(services, "get_encoder", pytest.fail)
 
     output = run_command("seed_knowledge_base")
 

@@ -6,7 +6,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from knowledge.encoder import get_encoder
+from knowledge.encoder import current_encoder_name
 from knowledge.services import do_embed_articles
 
 
@@ -22,10 +22,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         started = time.monotonic()
-        encoder = get_encoder()
+        name = current_encoder_name()
 
         def progress(done: int, total: int) -> None:
             self.stdout.write(f"embedded {done}/{total}  {time.monotonic() - started:.1f}s")
 
         count = do_embed_articles(only_missing=not options["all"], progress=progress)
-        self.stdout.write(self.style.SUCCESS(f"{count} article(s) embedded by {encoder.name}."))
+        self.stdout.write(self.style.SUCCESS(f"{count} article(s) embedded by {name}."))
