@@ -2,12 +2,32 @@
 
 The chat consumer awaits ``retrieve`` before each reply. ``Retrieval.enabled`` is False while the
 knowledge base holds no embedded active article: the bot then answers ungrounded, as before
-there was a knowledge base.
+there was a knowledge base, and the encoder is never loaded.
+
+Where the work runs: in a small thread pool of its own, one hop per question: the index's poll
+of the database (at most every ``KNOWLEDGE_POLL_SECONDS``), encoding the question and the
+search. Neither the event loop nor asgiref's one shared sync thread, on which every consumer's
+database calls queue, waits for the encoder or for re-reading the articles after an edit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from django.conf import settings
+
+from knowledge.encoder import get_encoder
+from knowledge.index import knowledge_index
+
+logger = logging.getLogger(__name__)
+
+# Encoding a question takes milliseconds: with two threads a second question need not wait for
+# the first; more would only compete with the generation engine for the cores.
+RETRIEVAL_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -27,7 +47,48 @@ class Retrieval:
 
 NOTHING = Retrieval(articles=(), best_score=0.0, enabled=False)
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+_warned_encoders: set[str] = set()
+
 
 async def retrieve(question: str, *, k: int | None = None) -> Retrieval:
     """The top ``k`` (KNOWLEDGE_TOP_K) active articles for ``question``."""
-    return NOTHING
+    top_k = max(1, k if k is not None else settings.KNOWLEDGE_TOP_K)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_retrieval_executor(), _retrieve_now, question, top_k)
+
+
+def _retrieve_now(question: str, k: int) -> Retrieval:
+    snapshot = knowledge_index.current()
+    if snapshot.is_empty:
+        return NOTHING
+    encoder = get_encoder()
+    articles = snapshot.for_encoder(encoder.name)
+    if articles is None:
+        if encoder.name not in _warned_encoders:
+            _warned_encoders.add(encoder.name)
+            logger.warning(
+                "No active article is embedded by %s (the encoder changed?): retrieval is off "
+                "until `manage.py embed_articles` has run.",
+                encoder.name,
+            )
+        return NOTHING
+    query = encoder.encode([question])[0]
+    found = tuple(
+        RetrievedArticle(
+            id=articles.ids[row], title=articles.titles[row], text=articles.texts[row], score=score
+        )
+        for row, score in articles.search(query, k)
+    )
+    return Retrieval(articles=found, best_score=found[0].score, enabled=True)
+
+
+def _retrieval_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=RETRIEVAL_THREADS, thread_name_prefix="knowledge-retrieval"
+            )
+        return _executor

@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
 
-pytest_plugins = ["tests.model_fixtures"]
+pytest_plugins = ["tests.model_fixtures", "tests.knowledge_fixtures"]
 
 CHROMIUM = Path("/usr/bin/chromium")
 

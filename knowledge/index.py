@@ -1,0 +1,167 @@
+"""The knowledge base as each web process searches it: one numpy matrix of article vectors.
+
+A process holds the active embedded articles as an (n, d) float32 matrix of unit rows per
+encoder, and searches it with one matrix-vector product. It reads the database again only when
+the table's signature (the number of articles, the latest edit, the latest embedding) changed,
+and checks that at most every ``KNOWLEDGE_POLL_SECONDS``: an edit in the admin reaches every
+web process within the interval, and this process at once (the services call ``forget_index``
+when an edit commits). Reading the signature is one aggregate query over indexed columns; the
+rows are read only after a change, in the retrieval thread (not the consumers' database
+thread: at 10,000 articles it takes about 50 ms, bench/knowledge.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import Max
+
+from knowledge.models import EMBEDDING_DTYPE, KnowledgeArticle
+
+Signature = tuple[int, datetime | None, datetime | None]
+
+
+@dataclass(frozen=True)
+class ArticleMatrix:
+    """Active articles embedded by one encoder: row i of ``vectors`` is article ``ids[i]``."""
+
+    ids: tuple[int, ...]
+    titles: tuple[str, ...]
+    texts: tuple[str, ...]
+    vectors: np.ndarray  # (n, d) float32, rows of length 1
+
+    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(row, cosine score) of the ``k`` rows nearest the unit vector ``query``, best first."""
+        scores = self.vectors @ query
+        k = min(k, len(scores))
+        if k <= 0:
+            return []
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [(int(row), float(scores[row])) for row in best]
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    by_encoder: Mapping[str, ArticleMatrix]
+
+    @property
+    def is_empty(self) -> bool:
+        """No active article is embedded (by any encoder): retrieval is off."""
+        return not self.by_encoder
+
+    def for_encoder(self, encoder_name: str) -> ArticleMatrix | None:
+        return self.by_encoder.get(encoder_name)
+
+
+EMPTY = IndexSnapshot({})
+
+
+def read_signature() -> Signature:
+    """Changes whenever an article is added, deleted, edited or embedded.
+
+    Three queries, not one: with a single aggregate each, the databases answer from the indexes
+    (a maximum is the last entry of an index) instead of reading the table.
+    """
+    articles = KnowledgeArticle.objects.order_by()
+    return (
+        articles.count(),
+        articles.aggregate(latest=Max("updated_at"))["latest"],
+        articles.aggregate(latest=Max("embedded_at"))["latest"],
+    )
+
+
+def load_snapshot() -> IndexSnapshot:
+    """The active embedded articles, grouped by the encoder that embedded them."""
+    rows = (
+        KnowledgeArticle.objects.filter(is_active=True, embedding__isnull=False)
+        .order_by("id")
+        .values_list("embedding_encoder", "id", "title", "text", "embedding")
+    )
+    groups: dict[str, list[tuple[int, str, str, bytes]]] = {}
+    for encoder_name, *article in rows:
+        groups.setdefault(encoder_name, []).append(tuple(article))
+    return IndexSnapshot(
+        {
+            encoder_name: ArticleMatrix(
+                ids=tuple(row[0] for row in articles),
+                titles=tuple(row[1] for row in articles),
+                texts=tuple(row[2] for row in articles),
+                vectors=np.stack(
+                    [np.frombuffer(bytes(row[3]), dtype=EMBEDDING_DTYPE) for row in articles]
+                ).astype(np.float32, copy=False),
+            )
+            for encoder_name, articles in groups.items()
+        }
+    )
+
+
+class KnowledgeIndex:
+    """This process's snapshot of the knowledge base, re-read when the signature changed.
+
+    ``current()`` may query the database: call it from a worker thread, never the event loop.
+    """
+
+    def __init__(self) -> None:
+        self._snapshot = EMPTY
+        self._signature: Signature | None = None
+        self._checked_at: float | None = None
+        self._forgotten = False
+        self._lock = threading.Lock()
+
+    def current(self) -> IndexSnapshot:
+        """The articles as of the last check, checked again when the poll interval is over."""
+        if not self._poll_due():
+            return self._snapshot
+        # While one thread reads, another answers from the snapshot it has (if it has one).
+        if not self._lock.acquire(blocking=self._checked_at is None):
+            return self._snapshot
+        try:
+            if self._poll_due():
+                self._refresh()
+            return self._snapshot
+        finally:
+            self._lock.release()
+
+    def forget(self) -> None:
+        """The next ``current()`` reads the database again."""
+        self._forgotten = True
+        self._signature = None
+        self._checked_at = None
+
+    def _poll_due(self) -> bool:
+        checked_at = self._checked_at
+        return (
+            checked_at is None or time.monotonic() - checked_at >= settings.KNOWLEDGE_POLL_SECONDS
+        )
+
+    def _refresh(self) -> None:
+        self._forgotten = False
+        # As database_sync_to_async does around each call: no connection outlives its use
+        # (CONN_MAX_AGE) or a broken one.
+        close_old_connections()
+        try:
+            # The signature is read first: an edit between the two reads is seen at the next poll.
+            signature = read_signature()
+            if signature != self._signature:
+                self._snapshot = load_snapshot()
+        finally:
+            close_old_connections()
+        if not self._forgotten:  # else an edit here committed meanwhile: read again next time
+            self._signature = signature
+            self._checked_at = time.monotonic()
+
+
+knowledge_index = KnowledgeIndex()
+
+
+def forget_index() -> None:
+    """Make this process re-read the knowledge base at its next retrieval."""
+    knowledge_index.forget()

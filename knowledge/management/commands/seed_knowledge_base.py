@@ -1,0 +1,55 @@
+"""Idempotent start-up step: fill an empty knowledge base from the starter corpus and embed it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from knowledge.services import do_seed_articles
+from learning.starter.corpus import CORPUS_PATH, load_corpus
+
+
+class Command(BaseCommand):
+    help = (
+        "Add one knowledge-base article per intent of the starter corpus (title from the "
+        "intent's name, text = its answer, topic = its topic) and embed them; safe to run at "
+        "every start-up. When articles exist it adds nothing and only embeds the articles that "
+        "have no embedding by the current encoder (after KNOWLEDGE_ENCODER changed, say)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--corpus", type=Path, default=CORPUS_PATH, help="corpus JSON file (the starter's)"
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="also when articles exist: write each intent's answer into the article of the "
+            "same title (its text is kept as a revision) or add it; others stay as they are",
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        started = time.monotonic()
+        corpus = load_corpus(options["corpus"])
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done % 20 == 0:
+                self.stdout.write(
+                    f"knowledge base: {done}/{total}  {time.monotonic() - started:.1f}s"
+                )
+
+        result = do_seed_articles(corpus, force=bool(options["force"]), progress=progress)
+        if not options["force"] and result.created == 0:
+            self.stdout.write(
+                f"The knowledge base has articles; nothing seeded ({result.embedded} embedded). "
+                "Use --force to write the corpus's answers into it again."
+            )
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Knowledge base seeded from {options['corpus'].name}: {result.created} added, "
+                f"{result.updated} updated, in {time.monotonic() - started:.1f}s."
+            )
+        )

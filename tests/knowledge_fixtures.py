@@ -1,0 +1,105 @@
+"""A tiny sentence encoder built in the test session (a second, no download), and using it.
+
+``build_tiny_encoder`` trains a WordPiece tokenizer on the starter corpus's sentences and
+builds a one-layer BertModel that is a bag of word pieces in BERT's clothing: every word piece
+has its own orthogonal direction, and position and token-type embeddings, the attention's output
+and the feed-forward output are zero, so each token's last hidden state is its own word piece's
+direction and the special tokens' is zero. Mean pooling then gives the normalised count of the
+text's word pieces, and the cosine of two texts is how many word pieces they share. Retrieval
+tests with it prove the plumbing (embedding on save, the stored vectors, the index, its refresh,
+top-k and the scores) with an encoder whose ranking is known in advance: the article that shares
+the most words with the question wins. How well MiniLM ranks is measured by the benchmarks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+VOCABULARY_SIZE = 600
+HIDDEN_SIZE = 640  # at least the vocabulary size, so that the word pieces can be orthogonal
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_tiny_encoder(destination: Path, *, seed: int = 0) -> Path:
+    """Save the tiny encoder and its tokenizer into ``destination``; ``seed`` picks the weights."""
+    import torch
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers.models import WordPiece
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    from learning.starter.corpus import load_corpus
+
+    tokenizer = Tokenizer(WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=VOCABULARY_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False
+    )
+    tokenizer.train_from_iterator(load_corpus().texts(), trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=HIDDEN_SIZE,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    model = BertModel(config)
+    with torch.no_grad():
+        embeddings = model.embeddings
+        torch.nn.init.orthogonal_(embeddings.word_embeddings.weight)
+        for token in SPECIAL_TOKENS:
+            embeddings.word_embeddings.weight[tokenizer.token_to_id(token)].zero_()
+        embeddings.position_embeddings.weight.zero_()
+        embeddings.token_type_embeddings.weight.zero_()
+        for layer in model.encoder.layer:
+            for output in (layer.attention.output.dense, layer.output.dense):
+                output.weight.zero_()
+                output.bias.zero_()
+    model.save_pretrained(destination, safe_serialization=True)
+    wrapped.save_pretrained(destination)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """Directory of the tiny encoder (seed 0), built once per test session."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("encoders") / "tiny-encoder")
+
+
+@pytest.fixture(scope="session")
+def second_tiny_encoder_dir(tmp_path_factory) -> Path:
+    """Another tiny encoder (seed 1): other weights, so another encoder name."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("encoders") / "tiny-encoder", seed=1)
+
+
+@pytest.fixture
+def tiny_encoder(settings, tiny_encoder_dir):
+    """KNOWLEDGE_ENCODER is the tiny encoder; this process's index is re-read before and after."""
+    from knowledge.encoder import get_encoder
+    from knowledge.index import forget_index
+
+    settings.KNOWLEDGE_ENCODER = str(tiny_encoder_dir)
+    forget_index()
+    yield get_encoder()
+    forget_index()
