@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('title', models.CharField(help_text='What the article is about, as a customer might put it.', max_length=200)),
-                ('text', models.TextField(help_text='The answer staff would give. The bot answers from it word for word where it can.')),
+                ('text', models.TextField(help_text='The answer staff would give; the bot is shown it when a question matches.')),
                 ('topic', models.CharField(blank=True, db_index=True, max_length=100)),
                 ('is_active', models.BooleanField(default=True, help_text='Only active articles are searched and shown to the bot.')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
