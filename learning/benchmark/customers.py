@@ -108,26 +108,37 @@ def _session_cookie(cache: dict[str, str], session: str) -> str:
     return cache[session]
 
 
-async def _visit(visit, scenario, crowd, rng, cookies, gate, tally) -> None:
+async def open_chat(cookies: dict[str, str], session: str) -> WebsocketCommunicator:
+    """A chat socket of ``session`` (a browser session made on first use), past its
+    ``conversation`` frame."""
     from chatbot_site.asgi import application
 
+    cookie = await _session_cookie(cookies, session)
+    headers = [
+        (b"origin", b"http://testserver"),
+        (b"host", b"testserver"),
+        (b"cookie", cookie.encode()),
+    ]
+    socket = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await socket.connect(timeout=TIMEOUT)
+    assert connected, "the chat socket refused a simulated customer"
+    await socket.receive_json_from(timeout=TIMEOUT)  # the conversation frame
+    return socket
+
+
+async def ask(socket: WebsocketCommunicator, question: str) -> dict:
+    """Send ``question`` and wait for the reply's ``bot_message.end`` frame."""
+    await socket.send_json_to({"type": "user_message", "text": question})
+    while (frame := await socket.receive_json_from(timeout=TIMEOUT))["type"] != "bot_message.end":
+        if frame["type"] == "error":
+            raise RuntimeError(f"chat error for a simulated customer: {frame}")
+    return frame
+
+
+async def _visit(visit, scenario, crowd, rng, cookies, gate, tally) -> None:
     async with gate:
-        cookie = await _session_cookie(cookies, visit.session)
-        headers = [
-            (b"origin", b"http://testserver"),
-            (b"host", b"testserver"),
-            (b"cookie", cookie.encode()),
-        ]
-        socket = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
-        connected, _ = await socket.connect(timeout=TIMEOUT)
-        assert connected, "the chat socket refused a simulated customer"
-        await socket.receive_json_from(timeout=TIMEOUT)  # the conversation frame
-        await socket.send_json_to({"type": "user_message", "text": visit.question})
-        while (frame := await socket.receive_json_from(timeout=TIMEOUT))[
-            "type"
-        ] != "bot_message.end":
-            if frame["type"] == "error":
-                raise RuntimeError(f"chat error for a simulated customer: {frame}")
+        socket = await open_chat(cookies, visit.session)
+        frame = await ask(socket, visit.question)
         feedback = rate(visit, frame["text"], scenario, crowd, rng)
         await socket.send_json_to({**feedback, "message_id": frame["id"]})
         saved = await socket.receive_json_from(timeout=TIMEOUT)
