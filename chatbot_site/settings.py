@@ -170,8 +170,9 @@ ENGINE_MAX_QUEUE = envint("ENGINE_MAX_QUEUE", 256, minimum=1)
 # "" = all-MiniLM-L6-v2 from its wheel; else a local directory with a sentence encoder.
 KNOWLEDGE_ENCODER = envstr("KNOWLEDGE_ENCODER", "")
 KNOWLEDGE_TOP_K = envint("KNOWLEDGE_TOP_K", 3, minimum=1)
-# Below this cosine similarity of the best article the bot declines instead of guessing.
-KNOWLEDGE_MIN_SCORE = envfloat("KNOWLEDGE_MIN_SCORE", 0.45)
+# Below this cosine similarity of the best article the bot declines instead of guessing
+# (calibrated for MiniLM with example questions: bench/knowledge.py --quality).
+KNOWLEDGE_MIN_SCORE = envfloat("KNOWLEDGE_MIN_SCORE", 0.575)
 KNOWLEDGE_POLL_SECONDS = envfloat("KNOWLEDGE_POLL_SECONDS", 5.0, minimum=0.0)
 SUPPORT_CONTACT = envstr(
     "SUPPORT_CONTACT",

@@ -26,7 +26,16 @@ class RevisionInline(admin.TabularInline):
     model = ArticleRevision
     verbose_name = "earlier version"
     verbose_name_plural = "earlier versions"
-    fields = ["updated_at", "updated_by", "title", "text", "topic", "is_active", "replaced_at"]
+    fields = [
+        "updated_at",
+        "updated_by",
+        "title",
+        "text",
+        "example_questions",
+        "topic",
+        "is_active",
+        "replaced_at",
+    ]
     readonly_fields = fields
     extra = 0
     max_num = 0
@@ -54,8 +63,11 @@ class RevisionInline(admin.TabularInline):
 class KnowledgeArticleForm(forms.ModelForm):
     class Meta:
         model = KnowledgeArticle
-        fields = ["title", "text", "topic", "is_active"]
-        widgets = {"text": forms.Textarea(attrs={"rows": 8, "cols": 80})}
+        fields = ["title", "text", "example_questions", "topic", "is_active"]
+        widgets = {
+            "text": forms.Textarea(attrs={"rows": 8, "cols": 80}),
+            "example_questions": forms.Textarea(attrs={"rows": 10, "cols": 80}),
+        }
 
 
 @admin.register(KnowledgeArticle)
@@ -64,12 +76,12 @@ class KnowledgeArticleAdmin(admin.ModelAdmin):
     list_display = ["title", "topic", "short_text", "is_active", "embedded", "updated_at"]
     list_filter = ["topic", "is_active", "updated_at"]
     list_select_related = ["updated_by"]
-    search_fields = ["title", "text", "topic"]
-    search_help_text = "Search the titles, texts and topics."
+    search_fields = ["title", "text", "example_questions", "topic"]
+    search_help_text = "Search the titles, texts, example questions and topics."
     date_hierarchy = "updated_at"
     readonly_fields = ["updated_by", "updated_at", "created_at", "embedded"]
     fieldsets = [
-        (None, {"fields": ["title", "text", "topic", "is_active"]}),
+        (None, {"fields": ["title", "text", "example_questions", "topic", "is_active"]}),
         ("History", {"fields": ["updated_by", "updated_at", "created_at", "embedded"]}),
     ]
     inlines = [RevisionInline]
@@ -96,4 +108,7 @@ class KnowledgeArticleAdmin(admin.ModelAdmin):
     def embedded(self, article: KnowledgeArticle) -> str:
         if article.embedded_at is None:
             return "not yet"
-        return f"{article.embedded_at:%Y-%m-%d %H:%M} by {article.embedding_encoder}"
+        return (
+            f"{article.embedded_at:%Y-%m-%d %H:%M} by {article.embedding_encoder} "
+            f"({article.embedding_count} vectors)"
+        )

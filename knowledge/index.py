@@ -1,13 +1,16 @@
 """The knowledge base as each web process searches it: one numpy matrix of article vectors.
 
-A process holds the active embedded articles as an (n, d) float32 matrix of unit rows per
-encoder, and searches it with one matrix-vector product. It reads the database again only when
-the table's signature (the number of articles, the latest edit, the latest embedding) changed,
-and checks that at most every ``KNOWLEDGE_POLL_SECONDS``: an edit in the admin reaches every
-web process within the interval, and this process at once (the services call ``forget_index``
-when an edit commits). Reading the signature is one aggregate query over indexed columns; the
-rows are read only after a change, in the retrieval thread (not the consumers' database
-thread: at 10,000 articles it takes about 50 ms, bench/knowledge.py).
+A process holds the active embedded articles' vectors (each article's title and text, and each
+of its example questions) as one (rows, d) float32 matrix of unit rows per encoder, an
+article's rows side by side, and searches it with one matrix-vector product; an article scores
+by its best row (the maximum over each article's rows, ``np.maximum.reduceat``). It reads the
+database again only when the table's signature (the number of articles, the latest edit, the
+latest embedding) changed, and checks that at most every ``KNOWLEDGE_POLL_SECONDS``: an edit
+in the admin reaches every web process within the interval, and this process at once (the
+services call ``forget_index`` when an edit commits). Reading the signature is one aggregate
+query over indexed columns; the rows are read only after a change, in the retrieval thread (not
+the consumers' database thread: at 10,000 articles of 9 vectors it takes about 200 ms,
+bench/knowledge.py).
 """
 
 from __future__ import annotations
@@ -30,22 +33,25 @@ Signature = tuple[int, datetime | None, datetime | None]
 
 @dataclass(frozen=True)
 class ArticleMatrix:
-    """Active articles embedded by one encoder: row i of ``vectors`` is article ``ids[i]``."""
+    """Active articles embedded by one encoder, article i being ``ids[i]``: its vectors are the
+    rows ``starts[i]`` up to ``starts[i + 1]`` (or the end) of ``vectors``."""
 
     ids: tuple[int, ...]
     titles: tuple[str, ...]
     texts: tuple[str, ...]
-    vectors: np.ndarray  # (n, d) float32, rows of length 1
+    vectors: np.ndarray  # (rows, d) float32, rows of length 1
+    starts: np.ndarray  # (n,) intp, increasing: every article has at least one row
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(row, cosine score) of the ``k`` rows nearest the unit vector ``query``, best first."""
-        scores = self.vectors @ query
+        """(article i, cosine score) of the ``k`` articles nearest the unit vector ``query``, best
+        first; an article's score is that of its nearest vector."""
+        scores = np.maximum.reduceat(self.vectors @ query, self.starts)
         k = min(k, len(scores))
         if k <= 0:
             return []
         best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best], kind="stable")]
-        return [(int(row), float(scores[row])) for row in best]
+        return [(int(article), float(scores[article])) for article in best]
 
 
 @dataclass(frozen=True)
@@ -83,23 +89,35 @@ def load_snapshot() -> IndexSnapshot:
     rows = (
         KnowledgeArticle.objects.filter(is_active=True, embedding__isnull=False)
         .order_by("id")
-        .values_list("embedding_encoder", "id", "title", "text", "embedding")
+        .values_list(
+            "embedding_encoder",
+            "id",
+            "title",
+            "text",
+            "embedding",
+            "embedding_count",
+            "embedding_dimension",
+        )
     )
-    groups: dict[str, list[tuple[int, str, str, bytes]]] = {}
-    for encoder_name, *article in rows:
-        groups.setdefault(encoder_name, []).append(tuple(article))
+    groups: dict[str, list[tuple[int, str, str, np.ndarray]]] = {}
+    for encoder_name, pk, title, text, embedding, count, dimension in rows:
+        vectors = np.frombuffer(bytes(embedding), dtype=EMBEDDING_DTYPE).reshape(count, dimension)
+        groups.setdefault(encoder_name, []).append((pk, title, text, vectors))
     return IndexSnapshot(
-        {
-            encoder_name: ArticleMatrix(
-                ids=tuple(row[0] for row in articles),
-                titles=tuple(row[1] for row in articles),
-                texts=tuple(row[2] for row in articles),
-                vectors=np.stack(
-                    [np.frombuffer(bytes(row[3]), dtype=EMBEDDING_DTYPE) for row in articles]
-                ).astype(np.float32, copy=False),
-            )
-            for encoder_name, articles in groups.items()
-        }
+        {encoder_name: _article_matrix(articles) for encoder_name, articles in groups.items()}
+    )
+
+
+def _article_matrix(articles: list[tuple[int, str, str, np.ndarray]]) -> ArticleMatrix:
+    counts = [len(vectors) for *_, vectors in articles]
+    return ArticleMatrix(
+        ids=tuple(article[0] for article in articles),
+        titles=tuple(article[1] for article in articles),
+        texts=tuple(article[2] for article in articles),
+        vectors=np.concatenate([vectors for *_, vectors in articles]).astype(
+            np.float32, copy=False
+        ),
+        starts=np.cumsum([0, *counts[:-1]], dtype=np.intp),
     )
 
 

@@ -1,10 +1,15 @@
 """The knowledge base: the articles staff write, their revisions, and the articles' embeddings.
 
-An article is what staff would answer to a kind of question. Its embedding (the sentence
-encoder's vector of its title and text) lives in the same row as float32 bytes, with the name
-of the encoder that made it: vectors from different encoders cannot be compared, so a change of
+An article is what staff would answer to a kind of question, with example questions: customers'
+wordings of that kind of question, one a line. Its embedding is a float32 matrix in the same
+row, one unit vector (the sentence encoder's) per passage: the title and text, then each example
+question; ``embedding_count`` says how many. A question is matched against all of them and an
+article scores by its best (``knowledge.index``): customers' questions resemble other customers'
+questions far more than they resemble the answer, so the example questions carry most of the
+matching (bench/knowledge.py --quality measures it). The matrix is stored with the name of the
+encoder that made it: vectors from different encoders cannot be compared, so a change of
 encoder makes every article "not embedded" until it is embedded again. No vector extension is
-needed in the database; the search runs in each web process (`knowledge.index`).
+needed in the database; the search runs in each web process.
 """
 
 from __future__ import annotations
@@ -17,20 +22,36 @@ from django.conf import settings
 from django.db import models
 
 EMBEDDING_DTYPE = np.dtype("<f4")  # float32, little-endian on every machine
-EMBEDDING_FIELDS = ("embedding", "embedding_encoder", "embedding_dimension", "embedded_at")
+EMBEDDING_FIELDS = (
+    "embedding",
+    "embedding_encoder",
+    "embedding_count",
+    "embedding_dimension",
+    "embedded_at",
+)
 
 
-def article_passage(title: str, text: str) -> str:
-    """What is embedded of an article: its title and text (not its topic or active flag)."""
-    return f"{title}\n\n{text}"
+def question_lines(example_questions: str) -> list[str]:
+    """The example questions, one a line: stripped, without blank lines or repeats."""
+    lines = (line.strip() for line in example_questions.splitlines())
+    return list(dict.fromkeys(line for line in lines if line))
 
 
-def embedding_values(vector: np.ndarray, encoder_name: str, at: datetime) -> dict[str, Any]:
-    """The values of EMBEDDING_FIELDS for ``vector``, made by the encoder ``encoder_name``."""
+def article_passages(title: str, text: str, example_questions: str) -> list[str]:
+    """What is embedded of an article, one vector each: its title and text (not its topic or
+    active flag), then each example question."""
+    return [f"{title}\n\n{text}", *question_lines(example_questions)]
+
+
+def embedding_values(vectors: np.ndarray, encoder_name: str, at: datetime) -> dict[str, Any]:
+    """The values of EMBEDDING_FIELDS for the (count, dimension) matrix ``vectors``, made by the
+    encoder ``encoder_name``."""
+    count, dimension = vectors.shape
     return {
-        "embedding": np.ascontiguousarray(vector, dtype=EMBEDDING_DTYPE).tobytes(),
+        "embedding": np.ascontiguousarray(vectors, dtype=EMBEDDING_DTYPE).tobytes(),
         "embedding_encoder": encoder_name,
-        "embedding_dimension": int(vector.shape[-1]),
+        "embedding_count": int(count),
+        "embedding_dimension": int(dimension),
         "embedded_at": at,
     }
 
@@ -41,6 +62,11 @@ class KnowledgeArticle(models.Model):
     )
     text = models.TextField(
         help_text="The answer staff would give; the bot is shown it when a question matches."
+    )
+    example_questions = models.TextField(
+        blank=True,
+        help_text="Questions this article answers, one a line, worded as customers ask them: "
+        "a customer's question is matched against these and the title and text.",
     )
     topic = models.CharField(max_length=100, blank=True, db_index=True)
     is_active = models.BooleanField(
@@ -53,12 +79,14 @@ class KnowledgeArticle(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     embedding = models.BinaryField(null=True, blank=True, editable=False)
     embedding_encoder = models.CharField(max_length=200, blank=True, editable=False)
+    # The embedding's rows: title and text, then each example question (article_passages).
+    embedding_count = models.PositiveIntegerField(null=True, blank=True, editable=False)
     embedding_dimension = models.PositiveIntegerField(null=True, blank=True, editable=False)
     # Indexed, as updated_at: each web process polls their maximum (knowledge.index).
     embedded_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
 
     # The fields an edit is about: a change to any of them keeps the old values as a revision.
-    REVISED_FIELDS = ("title", "text", "topic", "is_active")
+    REVISED_FIELDS = ("title", "text", "example_questions", "topic", "is_active")
 
     class Meta:
         ordering = ["topic", "title", "id"]
@@ -67,8 +95,8 @@ class KnowledgeArticle(models.Model):
         return self.title
 
     @property
-    def passage(self) -> str:
-        return article_passage(self.title, self.text)
+    def passages(self) -> list[str]:
+        return article_passages(self.title, self.text, self.example_questions)
 
 
 class ArticleRevision(models.Model):
@@ -79,6 +107,7 @@ class ArticleRevision(models.Model):
     )
     title = models.CharField(max_length=200)
     text = models.TextField()
+    example_questions = models.TextField(blank=True)
     topic = models.CharField(max_length=100, blank=True)
     is_active = models.BooleanField()
     updated_by = models.ForeignKey(

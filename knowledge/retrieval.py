@@ -35,7 +35,9 @@ class RetrievedArticle:
     id: int
     title: str
     text: str
-    score: float  # cosine similarity of the question and the article, in [-1, 1]
+    # Cosine similarity of the question and the article's nearest vector (its title and text,
+    # or one of its example questions), in [-1, 1].
+    score: float
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,9 @@ def _retrieve_now(question: str, k: int) -> Retrieval:
     query = encoder.encode([question])[0]
     found = tuple(
         RetrievedArticle(
-            id=articles.ids[row], title=articles.titles[row], text=articles.texts[row], score=score
+            id=articles.ids[i], title=articles.titles[i], text=articles.texts[i], score=score
         )
-        for row, score in articles.search(query, k)
+        for i, score in articles.search(query, k)
     )
     return Retrieval(articles=found, best_score=found[0].score, enabled=True)
 

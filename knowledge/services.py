@@ -5,11 +5,12 @@ the previous version as an ``ArticleRevision`` and every article's embedding mat
 
 Encoding takes milliseconds (a second or two when the encoder is first loaded), so it happens
 before the transaction that writes, never inside it: ``do_save_article`` reads the stored row,
-encodes the new title and text if they differ from it (or it was embedded by another encoder),
-then locks the row and writes the revision, the content and the embedding in one transaction.
-If someone else saved the same article in between, so that the vector it kept no longer fits,
-it starts again. ``do_embed_articles`` writes each vector with a conditional UPDATE that only
-matches while the article's title and text are still the ones it encoded.
+encodes the new title, text and example questions if they differ from it (or it was embedded by
+another encoder), then locks the row and writes the revision, the content and the embedding in
+one transaction. If someone else saved the same article in between, so that the vectors it kept
+no longer fit, it starts again. ``do_embed_articles`` writes each article's vectors with a
+conditional UPDATE that only matches while its title, text and example questions are still the
+ones it encoded.
 
 The encoder is loaded only to encode: saving an article whose text did not change, or seeding
 a knowledge base that is already embedded (at every start-up), does not load it.
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -31,7 +33,7 @@ from knowledge.models import (
     EMBEDDING_FIELDS,
     ArticleRevision,
     KnowledgeArticle,
-    article_passage,
+    article_passages,
     embedding_values,
 )
 
@@ -53,27 +55,28 @@ def do_save_article(
 ) -> KnowledgeArticle:
     """Save ``article`` (new, or edited in memory) as written by ``by``.
 
-    Changing the title, text, topic or active flag stores the previous values as a revision; a
-    save that changes none of them writes nothing. Only a new title or text (or a new encoder)
-    is encoded: switching an article off and on, or moving it to another topic, is not.
+    Changing the title, text, example questions, topic or active flag stores the previous
+    values as a revision; a save that changes none of them writes nothing. Only a new title,
+    text or example questions (or a new encoder) is encoded: switching an article off and on, or
+    moving it to another topic, is not.
     """
     name = current_encoder_name()
     for _attempt in range(SAVE_ATTEMPTS):
-        vector = None
+        vectors = None
         if not _embedding_fits(_stored(article.pk), article, name):
-            vector = get_encoder().encode([article.passage])[0]
+            vectors = get_encoder().encode(article.passages)
         with transaction.atomic():
             stored = _stored(article.pk, for_update=True)
-            if vector is None and not _embedding_fits(stored, article, name):
+            if vectors is None and not _embedding_fits(stored, article, name):
                 continue  # saved by someone else since it was read: encode again
-            if vector is not None:
-                for field, value in embedding_values(vector, name, timezone.now()).items():
+            if vectors is not None:
+                for field, value in embedding_values(vectors, name, timezone.now()).items():
                     setattr(article, field, value)
             else:
                 for field in EMBEDDING_FIELDS:
                     setattr(article, field, getattr(stored, field))
             revised = stored is not None and _revised(stored, article)
-            if stored is not None and not revised and vector is None:
+            if stored is not None and not revised and vectors is None:
                 return article  # nothing changed: no revision, no new author
             if revised:
                 _keep_revision(stored)
@@ -102,18 +105,23 @@ def do_embed_articles(
     todo = KnowledgeArticle.objects.all() if articles is None else articles
     if only_missing:
         todo = todo.filter(Q(embedding__isnull=True) | ~Q(embedding_encoder=name))
-    rows = list(todo.order_by("id").values_list("id", "title", "text"))
+    rows = list(todo.order_by("id").values_list("id", "title", "text", "example_questions"))
     if not rows:
         return 0
     encoder = get_encoder()
     embedded = 0
     for start in range(0, len(rows), EMBED_BATCH):
         batch = rows[start : start + EMBED_BATCH]
-        vectors = encoder.encode([article_passage(title, text) for _, title, text in batch])
-        values = [embedding_values(vector, encoder.name, timezone.now()) for vector in vectors]
-        for (pk, title, text), row_values in zip(batch, values, strict=True):
-            current = KnowledgeArticle.objects.filter(pk=pk, title=title, text=text)
-            embedded += current.update(**row_values)
+        passages = [article_passages(title, text, questions) for _, title, text, questions in batch]
+        vectors = encoder.encode([passage for article in passages for passage in article])
+        ends = np.cumsum([len(article) for article in passages])
+        for (pk, title, text, questions), matrix in zip(
+            batch, np.split(vectors, ends[:-1]), strict=True
+        ):
+            current = KnowledgeArticle.objects.filter(
+                pk=pk, title=title, text=text, example_questions=questions
+            )
+            embedded += current.update(**embedding_values(matrix, encoder.name, timezone.now()))
         if progress is not None:
             progress(start + len(batch), len(rows))
     if embedded:
@@ -136,7 +144,7 @@ def _embedding_fits(
         stored is not None
         and stored.embedding is not None
         and stored.embedding_encoder == encoder_name
-        and stored.passage == article.passage
+        and stored.passages == article.passages
     )
 
 
@@ -173,11 +181,13 @@ def intent_title(name: str) -> str:
 def do_seed_articles(
     corpus: Corpus, *, force: bool = False, progress: Callable[[int, int], None] | None = None
 ) -> SeedResult:
-    """One article per intent of ``corpus`` (title from its name, the answer, its topic).
+    """One article per intent of ``corpus``: title from its name, the answer, its topic, and
+    its training questions as example questions (never its ``eval_questions``: they stay held
+    out, to measure how well unseen wordings are matched).
 
     With articles already there, it only embeds those that need it, unless ``force``: then each
-    intent's answer is written into the article of the same title (the staff's text is kept as
-    a revision) or a new article, and other articles are left alone.
+    intent's answer and questions are written into the article of the same title (the staff's
+    version is kept as a revision) or a new article, and other articles are left alone.
     """
     if not force and KnowledgeArticle.objects.exists():
         return SeedResult(created=0, updated=0, embedded=do_embed_articles(progress=progress))
@@ -188,12 +198,18 @@ def do_seed_articles(
     for done, intent in enumerate(corpus.intents, start=1):
         title = intent_title(intent.name)
         article = existing.get(title) or KnowledgeArticle(title=title)
-        content = (intent.answer, intent.topic, True)
+        content = {
+            "text": intent.answer,
+            "example_questions": "\n".join(intent.questions),
+            "topic": intent.topic,
+            "is_active": True,
+        }
         if article.pk is None:
             created += 1
-        elif (article.text, article.topic, article.is_active) != content:
+        elif any(getattr(article, field) != value for field, value in content.items()):
             updated += 1
-        article.text, article.topic, article.is_active = content
+        for field, value in content.items():
+            setattr(article, field, value)
         do_save_article(article)
         if progress is not None:
             progress(done, len(corpus.intents))

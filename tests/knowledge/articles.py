@@ -34,12 +34,20 @@ ARTICLES = {
 }
 
 
-def add_article(title: str, text: str | None = None, *, topic: str | None = None, by=None):
+def add_article(
+    title: str,
+    text: str | None = None,
+    *,
+    topic: str | None = None,
+    questions: str = "",
+    by=None,
+):
     """Save an article through ``do_save_article``; text and topic default to ARTICLES'."""
     default_topic, default_text = ARTICLES.get(title, ("", ""))
     article = KnowledgeArticle(
         title=title,
         text=text if text is not None else default_text,
+        example_questions=questions,
         topic=topic if topic is not None else default_topic,
     )
     return do_save_article(article, by=by)

@@ -1,4 +1,7 @@
-"""Saving articles: embedded when created, each edit kept as a revision, re-embedded if needed."""
+"""Saving articles: embedded when created, each edit kept as a revision, re-embedded if needed.
+
+An article's embedding is one vector per passage: its title and text, then each example question.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ def reload(article: KnowledgeArticle) -> KnowledgeArticle:
     return KnowledgeArticle.objects.get(pk=article.pk)
 
 
-def vector(article: KnowledgeArticle) -> np.ndarray:
-    return np.frombuffer(bytes(article.embedding), dtype=EMBEDDING_DTYPE)
+def vectors(article: KnowledgeArticle) -> np.ndarray:
+    """The stored (count, dimension) matrix."""
+    flat = np.frombuffer(bytes(article.embedding), dtype=EMBEDDING_DTYPE)
+    return flat.reshape(article.embedding_count, article.embedding_dimension)
 
 
 def test_it_embeds_a_new_article_with_the_current_encoder(tiny_encoder, staff_user):
@@ -25,10 +30,41 @@ def test_it_embeds_a_new_article_with_the_current_encoder(tiny_encoder, staff_us
 
     assert article.updated_by == staff_user
     assert article.embedding_encoder == tiny_encoder.name
-    assert article.embedding_dimension == tiny_encoder.dimension
-    expected = tiny_encoder.encode([f"Track order\n\n{ARTICLES['Track order'][1]}"])[0]
-    np.testing.assert_allclose(vector(article), expected, rtol=0, atol=1e-6)
+    assert (article.embedding_count, article.embedding_dimension) == (1, tiny_encoder.dimension)
+    expected = tiny_encoder.encode([f"Track order\n\n{ARTICLES['Track order'][1]}"])
+    np.testing.assert_allclose(vectors(article), expected, rtol=0, atol=1e-6)
     assert article.revisions.count() == 0  # a new article has no earlier version
+
+
+def test_it_embeds_the_title_and_text_and_each_example_question(tiny_encoder):
+    article = add_article(
+        "Track order", questions="  where is my parcel?\n\ntrack my order\nwhere is my parcel?\n"
+    )
+
+    stored = reload(article)
+    passages = [
+        f"Track order\n\n{ARTICLES['Track order'][1]}",
+        "where is my parcel?",  # stripped, blank lines and repeats left out
+        "track my order",
+    ]
+    assert stored.passages == passages
+    assert stored.embedding_count == 3
+    np.testing.assert_allclose(vectors(stored), tiny_encoder.encode(passages), atol=1e-6)
+
+
+def test_editing_the_example_questions_keeps_a_revision_and_embeds_again(tiny_encoder):
+    article = add_article("Track order", questions="where is my parcel?")
+    first = reload(article)
+    article.example_questions = "where is my parcel?\nhas my order shipped yet?"
+    do_save_article(article)
+
+    edited = reload(article)
+    assert edited.embedding_count == 3
+    np.testing.assert_allclose(vectors(edited)[:2], vectors(first), atol=1e-6)
+    np.testing.assert_allclose(
+        vectors(edited)[2], tiny_encoder.encode(["has my order shipped yet?"])[0], atol=1e-6
+    )
+    assert article.revisions.get().example_questions == "where is my parcel?"
 
 
 def test_it_keeps_the_previous_version_and_embeds_the_new_text(
@@ -43,7 +79,7 @@ def test_it_keeps_the_previous_version_and_embeds_the_new_text(
     assert edited.text == "Every order ships with a DHL tracking link by email."
     assert edited.updated_by == staff_user
     assert edited.embedded_at > first.embedded_at
-    assert not np.allclose(vector(edited), vector(first))
+    assert not np.allclose(vectors(edited), vectors(first))
     revision = ArticleRevision.objects.get(article=article)
     assert (revision.title, revision.text, revision.topic, revision.is_active) == (
         "Track order",
@@ -163,5 +199,5 @@ def test_a_save_racing_another_editor_embeds_the_text_it_writes(tiny_encoder, mo
     assert reads == [False, True, False, True]  # it read again and encoded
     saved = reload(article)
     assert (saved.text, saved.topic) == (ARTICLES["Track order"][1], "shipping")
-    np.testing.assert_allclose(vector(saved), tiny_encoder.encode([saved.passage])[0], atol=1e-6)
+    np.testing.assert_allclose(vectors(saved), tiny_encoder.encode(saved.passages), atol=1e-6)
     assert article.revisions.get().text == "Another editor's text."

@@ -43,6 +43,7 @@ def form_data(article: KnowledgeArticle, **changes: object) -> dict[str, object]
     data = {
         "title": article.title,
         "text": article.text,
+        "example_questions": article.example_questions,
         "topic": article.topic,
         "revisions-TOTAL_FORMS": revisions,
         "revisions-INITIAL_FORMS": revisions,
@@ -60,9 +61,12 @@ def test_it_lists_searches_and_filters_the_articles(articles, staff_client):
     assert sorted(listed_titles(response)) == sorted(articles)
 
     assert listed_titles(staff_client.get(LIST, {"q": "paypal"})) == ["Payment methods"]
+    track = articles["Track order"]
+    track.example_questions = "wheres my stuff"
+    do_save_article(track)
+    assert listed_titles(staff_client.get(LIST, {"q": "wheres my stuff"})) == ["Track order"]
     assert listed_titles(staff_client.get(LIST, {"q": "Return window"})) == ["Return window"]
     assert listed_titles(staff_client.get(LIST, {"topic": "accounts"})) == ["Reset password"]
-    track = articles["Track order"]
     track.is_active = False
     do_save_article(track)
     assert listed_titles(staff_client.get(LIST, {"is_active__exact": "0"})) == ["Track order"]
@@ -74,6 +78,7 @@ def test_adding_an_article_embeds_it_and_records_who(tiny_encoder, staff_client,
         {
             "title": "Gift wrapping",
             "text": "We gift-wrap any order for 3.50 EUR.",
+            "example_questions": "can you gift-wrap it?\r\nis gift wrap available",
             "topic": "orders",
             "is_active": "on",
             "revisions-TOTAL_FORMS": 0,
@@ -87,6 +92,8 @@ def test_adding_an_article_embeds_it_and_records_who(tiny_encoder, staff_client,
     article = KnowledgeArticle.objects.get(title="Gift wrapping")
     assert article.updated_by == staff_user
     assert article.embedding_encoder == tiny_encoder.name
+    assert article.passages[1:] == ["can you gift-wrap it?", "is gift wrap available"]
+    assert article.embedding_count == 3
 
 
 def test_saving_an_edit_keeps_the_previous_version_shown_read_only(
@@ -108,6 +115,23 @@ def test_saving_an_edit_keeps_the_previous_version_shown_read_only(
     second = staff_client.post(change_url(track), form_data(track, text="Tracking: see DHL."))
     assert second.status_code == 302
     assert track.revisions.count() == 2
+
+
+def test_an_edit_of_the_example_questions_is_kept_as_an_earlier_version(articles, staff_client):
+    track = articles["Track order"]
+    track.example_questions = "wheres my stuff"
+    do_save_article(track)
+
+    response = staff_client.post(
+        change_url(track), form_data(track, example_questions="trak my parcel")
+    )
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    track.refresh_from_db()
+    assert track.example_questions == "trak my parcel"
+    assert track.revisions.first().example_questions == "wheres my stuff"
+    page = staff_client.get(change_url(track)).content.decode()
+    assert "wheres my stuff" in page and 'name="revisions-0-example_questions"' not in page
 
 
 def test_the_action_embeds_the_selected_articles_again(articles, staff_client):

@@ -13,7 +13,7 @@ import pytest
 from knowledge import encoder as encoder_module
 from knowledge.retrieval import NOTHING, retrieve
 from knowledge.services import do_embed_articles, do_save_article
-from tests.knowledge.articles import add_all_articles, in_db
+from tests.knowledge.articles import add_all_articles, add_article, in_db
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,6 +39,21 @@ async def test_it_puts_the_article_that_answers_first(articles, question, title)
     assert found.articles[0].text == articles[title].text
     assert found.articles[0].id == articles[title].pk
     assert found.best_score == found.articles[0].score
+
+
+async def test_an_article_is_found_by_its_example_questions(articles):
+    question = "can somebody wrap a present for my sister"
+    gift = await in_db(add_article, "Gift wrapping", "We gift-wrap any order for 3.50 EUR.")
+    by_its_text = await retrieve(question, k=10)
+    [text_score] = [found.score for found in by_its_text.articles if found.id == gift.pk]
+
+    gift.example_questions = f"is gift wrap available?\n{question}"
+    await in_db(do_save_article, gift)
+    found = await retrieve(question)
+
+    assert text_score < 0.5
+    assert (found.articles[0].id, found.articles[0].text) == (gift.pk, gift.text)
+    assert found.best_score == pytest.approx(1.0, abs=1e-5)  # the same words: the same vector
 
 
 async def test_it_returns_k_articles_best_first(articles, settings):

@@ -14,7 +14,8 @@ from learning.starter.corpus import CORPUS_PATH, load_corpus
 class Command(BaseCommand):
     help = (
         "Add one knowledge-base article per intent of the starter corpus (title from the "
-        "intent's name, text = its answer, topic = its topic) and embed them; safe to run at "
+        "intent's name, text = its answer, example questions = its training questions, topic = "
+        "its topic) and embed them; safe to run at "
         "every start-up. When articles exist it adds nothing and only embeds the articles that "
         "have no embedding by the current encoder (after KNOWLEDGE_ENCODER changed, say)."
     )
@@ -26,8 +27,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--force",
             action="store_true",
-            help="also when articles exist: write each intent's answer into the article of the "
-            "same title (its text is kept as a revision) or add it; others stay as they are",
+            help="also when articles exist: write each intent's answer and questions into the "
+            "article of the same title (its version is kept as a revision) or add it; others "
+            "stay as they are",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -44,7 +46,7 @@ class Command(BaseCommand):
         if not options["force"] and result.created == 0:
             self.stdout.write(
                 f"The knowledge base has articles; nothing seeded ({result.embedded} embedded). "
-                "Use --force to write the corpus's answers into it again."
+                "Use --force to write the corpus's answers and questions into it again."
             )
             return
         self.stdout.write(

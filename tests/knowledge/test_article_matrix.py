@@ -1,0 +1,49 @@
+"""The search: an article scores by the nearest of its vectors, one matrix product for all."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from knowledge.index import ArticleMatrix
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def matrix(*articles: list[np.ndarray]) -> ArticleMatrix:
+    """Articles 0, 1, ... with these vectors, their rows side by side as load_snapshot has them."""
+    counts = [len(vectors) for vectors in articles]
+    return ArticleMatrix(
+        ids=tuple(range(10, 10 + len(articles))),
+        titles=tuple(f"article {i}" for i in range(len(articles))),
+        texts=tuple("" for _ in articles),
+        vectors=np.stack([vector for vectors in articles for vector in vectors]),
+        starts=np.cumsum([0, *counts[:-1]], dtype=np.intp),
+    )
+
+
+def test_it_scores_each_article_by_its_nearest_vector_best_first():
+    vectors = [
+        [unit(1, 0, 0)],
+        [unit(0, 0, 1), unit(1, 1, 0), unit(0, 1, 0)],  # the middle one is nearest the query
+        [unit(0, 1, 2), unit(-1, -1, 0)],
+    ]
+    query = unit(1, 1, 0)
+
+    found = matrix(*vectors).search(query, 3)
+
+    assert [i for i, _ in found] == [1, 0, 2]
+    nearest = [max(float(vector @ query) for vector in article) for article in vectors]
+    np.testing.assert_allclose([score for _, score in found], [nearest[i] for i in (1, 0, 2)])
+    np.testing.assert_allclose(found[0][1], 1.0, atol=1e-6)
+
+
+def test_single_vector_articles_and_the_last_one_keep_their_own_rows():
+    articles = matrix([unit(1, 0)], [unit(0, 1)], [unit(-1, 0), unit(1, 1)])
+
+    assert [i for i, _ in articles.search(unit(1, 1), 1)] == [2]
+    assert [i for i, _ in articles.search(unit(0, 1), 3)] == [1, 2, 0]
+    assert [i for i, _ in articles.search(unit(1, -0.1), 3)] == [0, 2, 1]
+    assert len(articles.search(unit(0, 1), 10)) == 3
