@@ -296,7 +296,8 @@ def decide_reply(
     Retrieval disabled: the conversation as it is, nothing shown. Otherwise the bot declines
     when the customer asks for a person, whatever the articles' scores, or when the best one
     scores below KNOWLEDGE_MIN_SCORE. The decline names `topics`, what the bot can help with;
-    by default the titles of the articles retrieved.
+    by default the knowledge base's topics (or, without any, the titles of the articles
+    retrieved).
     """
     if not retrieval.enabled:
         return ReplyPlan(turns=turns, grounding=[])
@@ -307,7 +308,7 @@ def decide_reply(
     person_asked = asks_for_a_person(question)
     if person_asked or retrieval.best_score < settings.KNOWLEDGE_MIN_SCORE:
         if topics is None:
-            topics = [article.title for article in retrieval.articles]
+            topics = retrieval.topics or [article.title for article in retrieval.articles]
         text = decline_text(person_asked=person_asked, topics=topics)
         return ReplyPlan(turns=turns, grounding=grounding, decline_text=text)
     return ReplyPlan(turns=grounded_turns(turns, grounding), grounding=grounding)

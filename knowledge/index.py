@@ -41,6 +41,7 @@ class ArticleMatrix:
     texts: tuple[str, ...]
     vectors: np.ndarray  # (rows, d) float32, rows of length 1
     starts: np.ndarray  # (n,) intp, increasing: every article has at least one row
+    topics: tuple[str, ...] = ()  # the articles' topics, each once, sorted: what the bot knows
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(article i, cosine score) of the ``k`` articles nearest the unit vector ``query``, best
@@ -94,26 +95,28 @@ def load_snapshot() -> IndexSnapshot:
             "id",
             "title",
             "text",
+            "topic",
             "embedding",
             "embedding_count",
             "embedding_dimension",
         )
     )
-    groups: dict[str, list[tuple[int, str, str, np.ndarray]]] = {}
-    for encoder_name, pk, title, text, embedding, count, dimension in rows:
+    groups: dict[str, list[tuple[int, str, str, str, np.ndarray]]] = {}
+    for encoder_name, pk, title, text, topic, embedding, count, dimension in rows:
         vectors = np.frombuffer(bytes(embedding), dtype=EMBEDDING_DTYPE).reshape(count, dimension)
-        groups.setdefault(encoder_name, []).append((pk, title, text, vectors))
+        groups.setdefault(encoder_name, []).append((pk, title, text, topic, vectors))
     return IndexSnapshot(
         {encoder_name: _article_matrix(articles) for encoder_name, articles in groups.items()}
     )
 
 
-def _article_matrix(articles: list[tuple[int, str, str, np.ndarray]]) -> ArticleMatrix:
+def _article_matrix(articles: list[tuple[int, str, str, str, np.ndarray]]) -> ArticleMatrix:
     counts = [len(vectors) for *_, vectors in articles]
     return ArticleMatrix(
         ids=tuple(article[0] for article in articles),
         titles=tuple(article[1] for article in articles),
         texts=tuple(article[2] for article in articles),
+        topics=tuple(sorted({article[3] for article in articles} - {""})),
         vectors=np.concatenate([vectors for *_, vectors in articles]).astype(
             np.float32, copy=False
         ),

@@ -45,6 +45,8 @@ class Retrieval:
     articles: tuple[RetrievedArticle, ...]
     best_score: float
     enabled: bool
+    # The topics of the knowledge base's active articles: what the bot can help with.
+    topics: tuple[str, ...] = ()
 
 
 NOTHING = Retrieval(articles=(), best_score=0.0, enabled=False)
@@ -83,7 +85,9 @@ def _retrieve_now(question: str, k: int) -> Retrieval:
         )
         for i, score in articles.search(query, k)
     )
-    return Retrieval(articles=found, best_score=found[0].score, enabled=True)
+    return Retrieval(
+        articles=found, best_score=found[0].score, enabled=True, topics=articles.topics
+    )
 
 
 def _retrieval_executor() -> ThreadPoolExecutor:
