@@ -1,17 +1,25 @@
-"""Step time of the regularized update against a plain Adam step, side by side.
+"""Training-step time and loss of the update's variants, side by side on the same batches.
 
     .venv/bin/python bench/regularizer.py [--checkpoint PATH] [--steps 30] [--warmup 5]
+        [--variants adam,l2sp,ewc,l2sp-bf16,lora,lora-bf16] [--lora-rank 8]
 
-Loads the starter model (the active version's checkpoint unless ``--checkpoint`` names one),
+Loads the checkpoint (the active version's unless ``--checkpoint`` names one) once per variant,
 and on the same batches times, interleaved step by step so that load on the machine hits all
 variants alike:
 
-- ``adam``: torch.optim.Adam (foreach), the plain optimizer step;
-- ``l2sp``: AnchoredAdam with wᵢ = 1;
-- ``ewc``:  AnchoredAdam with wᵢ = a diagonal Fisher estimate.
+- ``adam``: torch.optim.Adam (foreach), the plain optimizer step, fp32;
+- ``l2sp``: AnchoredAdam with wᵢ = 1, fp32;
+- ``ewc``:  AnchoredAdam with wᵢ = a diagonal Fisher estimate, fp32;
+- ``l2sp-bf16``: ``l2sp`` with the forward pass under bf16 autocast (as LEARNING_AUTOCAST=bf16);
+- ``lora``: ``l2sp`` on a LoRA adapter (all linear layers, ``--lora-rank``) on the frozen
+  checkpoint, fp32 (as LEARNING_LORA_RANK);
+- ``lora-bf16``: ``lora`` under bf16 autocast.
 
 It prints the median time of the optimizer step alone and of a whole training step (forward,
-backward, clipping, step), and their ratios to plain Adam.
+backward, clipping, step), their ratios to plain Adam, each variant's loss on the first batch
+(all start from the same weights, so fp32 against bf16 there is the precision's effect alone)
+and its mean loss over the timed steps, then bf16 against fp32 and LoRA against full
+fine-tuning. Whether LEARNING_AUTOCAST=auto would use bf16 on this CPU is printed too.
 """
 
 from __future__ import annotations
@@ -21,11 +29,26 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings")
+
+VARIANTS = ("adam", "l2sp", "ewc", "l2sp-bf16", "lora", "lora-bf16")
+
+
+@dataclass
+class Variant:
+    model: Any
+    params: list
+    optimizer: Any
+    autocast: str  # "bf16" or "off", as LEARNING_AUTOCAST
+    opt_times: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per variant first")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    parser.add_argument("--lora-rank", type=int, default=8)
     args = parser.parse_args(argv)
+    names = [name for name in args.variants.split(",") if name]
+    if unknown := set(names) - set(VARIANTS):
+        parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
 
     import django
 
@@ -44,74 +72,129 @@ def main(argv: list[str] | None = None) -> int:
     from learning.chat_format import padding_id
     from learning.checkpoints import load_checkpoint
     from learning.evaluation import encode_pairs
-    from learning.fisher import diagonal_fisher
     from learning.losses import collate, sft_ul_loss, token_logprobs
+    from learning.precision import cpu_computes_bf16, training_autocast
     from learning.retention import replay_pairs
-    from learning.update import AnchoredAdam
 
     path = args.checkpoint or _active_checkpoint()
     torch.manual_seed(0)
     pairs = replay_pairs()
-    lr, strength = 3e-4, 10.0
-
-    variants = {}
-    for name in ("adam", "l2sp", "ewc"):
-        model, tokenizer = load_checkpoint(path)
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        anchors = [p.detach().clone() for p in params]
-        if name == "adam":
-            optimizer = torch.optim.Adam(params, lr=lr, foreach=True)
-        else:
-            weights = None
-            if name == "ewc":
-                sample = encode_pairs(tokenizer, pairs[:16], max_tokens=256)
-                fisher = diagonal_fisher(model, sample, pad_id=padding_id(tokenizer))
-                weights = [fisher[n] for n, p in model.named_parameters() if p.requires_grad]
-            optimizer = AnchoredAdam(
-                params, anchors, lr=lr, anchor_strength=strength, weights=weights
-            )
-        variants[name] = (model, params, optimizer)
+    variants = {name: _build(name, path, pairs, args.lora_rank) for name in names}
+    tokenizer = load_checkpoint(path)[1]
     pad_id = padding_id(tokenizer)
     encoded = encode_pairs(tokenizer, pairs, max_tokens=256)
     batches = [
         collate(encoded[i : i + args.batch_size], pad_id)
         for i in range(0, len(encoded) - args.batch_size, args.batch_size)
     ]
-    opt_times: dict[str, list[float]] = {name: [] for name in variants}
-    step_times: dict[str, list[float]] = {name: [] for name in variants}
-    for step in range(args.warmup + args.steps):
-        batch = batches[step % len(batches)]
-        for name, (model, params, optimizer) in variants.items():
+    used = [batches[step % len(batches)] for step in range(args.warmup + args.steps)]
+    for step, batch in enumerate(used):
+        for variant in variants.values():
             started = time.perf_counter()
-            logps, mask = token_logprobs(model, batch)
-            loss = sft_ul_loss(logps, mask, batch.labels)
-            optimizer.zero_grad()
+            with training_autocast(variant.autocast, "cpu"):
+                logps, mask = token_logprobs(variant.model, batch)
+                loss = sft_ul_loss(logps, mask, batch.labels)
+            variant.optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+            torch.nn.utils.clip_grad_norm_(variant.params, 1.0, foreach=True)
             before_step = time.perf_counter()
-            optimizer.step()
+            variant.optimizer.step()
             finished = time.perf_counter()
+            variant.losses.append(float(loss.detach()))
             if step >= args.warmup:
-                opt_times[name].append(finished - before_step)
-                step_times[name].append(finished - started)
+                variant.opt_times.append(finished - before_step)
+                variant.step_times.append(finished - started)
 
-    count = sum(p.numel() for p in variants["adam"][1])
-    print(f"checkpoint: {path}")
-    print(f"parameters: {count:,}; batch {args.batch_size}; {args.steps} timed steps per variant,")
-    print(f"{args.warmup} warm-up steps; torch threads {torch.get_num_threads()}; medians")
-    print()
-    print(f"{'update':<8}{'optimizer step':>18}{'ratio':>8}{'training step':>18}{'ratio':>8}")
-    base_opt = statistics.median(opt_times["adam"])
-    base_step = statistics.median(step_times["adam"])
-    for name in variants:
-        opt = statistics.median(opt_times[name])
-        full = statistics.median(step_times[name])
-        print(
-            f"{name:<8}{opt * 1e3:>15.2f} ms{opt / base_opt:>7.2f}×"
-            f"{full * 1e3:>15.1f} ms{full / base_step:>7.2f}×"
-        )
+    _report(args, path, variants, used, cpu_computes_bf16(), torch.get_num_threads())
     return 0
+
+
+def _build(name: str, path: str, pairs, lora_rank: int) -> Variant:
+    """The model and optimizer of one variant, from a fresh copy of the checkpoint."""
+    import torch
+
+    from learning.adapters import adapter_anchor_state, new_adapter
+    from learning.chat_format import padding_id
+    from learning.checkpoints import load_checkpoint
+    from learning.evaluation import encode_pairs
+    from learning.fisher import diagonal_fisher
+    from learning.update import AnchoredAdam
+
+    lr, strength = 3e-4, 10.0
+    model, tokenizer = load_checkpoint(path)
+    autocast = "bf16" if name.endswith("-bf16") else "off"
+    if name.startswith("lora"):
+        model = new_adapter(
+            model, rank=lora_rank, alpha=2.0 * lora_rank, dropout=0.0, targets="all-linear", seed=0
+        )
+        anchor = adapter_anchor_state(model, toward_base=True)
+    else:
+        anchor = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    if name == "adam":
+        return Variant(model, params, torch.optim.Adam(params, lr=lr, foreach=True), autocast)
+    weights = None
+    if name == "ewc":
+        sample = encode_pairs(tokenizer, pairs[:16], max_tokens=256)
+        fisher = diagonal_fisher(model, sample, pad_id=padding_id(tokenizer))
+        weights = [fisher[n] for n, _ in named]
+        model.train()
+    optimizer = AnchoredAdam(
+        params, [anchor[n] for n, _ in named], lr=lr, anchor_strength=strength, weights=weights
+    )
+    return Variant(model, params, optimizer, autocast)
+
+
+def _report(args, path, variants: dict[str, Variant], batches, bf16_cpu: bool, threads: int):
+    tokens = statistics.mean(int(b.attention_mask.sum()) for b in batches)
+    print(f"checkpoint: {path}")
+    print(
+        f"batch {args.batch_size} ({tokens:.0f} tokens on average); {args.steps} timed steps per "
+        f"variant after {args.warmup} warm-up steps; torch threads {threads}; medians"
+    )
+    print(
+        "CPU bf16 instructions (AMX-BF16 / AVX512-BF16): "
+        f"{'yes' if bf16_cpu else 'no'}; LEARNING_AUTOCAST=auto trains in "
+        f"{'bf16' if bf16_cpu else 'fp32'} here"
+    )
+    print()
+    print(
+        f"{'update':<11}{'trained':>13}{'optimizer step':>17}{'ratio':>8}"
+        f"{'training step':>16}{'ratio':>8}{'first loss':>12}{'mean loss':>11}"
+    )
+    reference = variants.get("adam") or next(iter(variants.values()))
+    base_opt = statistics.median(reference.opt_times)
+    base_step = statistics.median(reference.step_times)
+    for name, variant in variants.items():
+        opt = statistics.median(variant.opt_times)
+        full = statistics.median(variant.step_times)
+        trained = sum(p.numel() for p in variant.params)
+        timed = variant.losses[args.warmup :]
+        print(
+            f"{name:<11}{trained:>13,}{opt * 1e3:>14.2f} ms{opt / base_opt:>7.2f}×"
+            f"{full * 1e3:>13.1f} ms{full / base_step:>7.2f}×"
+            f"{variant.losses[0]:>12.5g}{statistics.mean(timed):>11.5g}"
+        )
+    print()
+    for slow, fast, what in (
+        ("l2sp-bf16", "l2sp", "bf16 vs fp32 (full)"),
+        ("lora-bf16", "lora", "bf16 vs fp32 (LoRA)"),
+        ("lora", "l2sp", "LoRA vs full (fp32)"),
+        ("lora-bf16", "l2sp-bf16", "LoRA vs full (bf16)"),
+    ):
+        if slow in variants and fast in variants:
+            a, b = variants[slow], variants[fast]
+            ratio = statistics.median(a.step_times) / statistics.median(b.step_times)
+            first = a.losses[0] / b.losses[0] - 1
+            mean = statistics.mean(a.losses[args.warmup :]) / statistics.mean(
+                b.losses[args.warmup :]
+            )
+            print(
+                f"{what}: training step {ratio:.2f}×; loss on the first batch {first:+.3%}, "
+                f"mean loss over the timed steps {mean - 1:+.3%}"
+            )
 
 
 def _active_checkpoint() -> str:

@@ -209,6 +209,15 @@ LEARNING_AVERAGE_WITH_ANCHOR = envfloat("LEARNING_AVERAGE_WITH_ANCHOR", 0.0, min
 LEARNING_GRAD_CLIP = envfloat("LEARNING_GRAD_CLIP", 1.0, minimum=0.0)
 LEARNING_SEED = envint("LEARNING_SEED", 0)
 LEARNING_MAX_TOKENS = envint("LEARNING_MAX_TOKENS", 256, minimum=16)
+# LoRA adapters for large bases: the rank of each adapter (0 = fine-tune every weight). With
+# LoRA a run trains only the adapter on the frozen base, and Ω pulls the adapter's delta to 0.
+LEARNING_LORA_RANK = envint("LEARNING_LORA_RANK", 0, minimum=0)
+LEARNING_LORA_ALPHA = envfloat("LEARNING_LORA_ALPHA", 16.0, minimum=0.0)
+LEARNING_LORA_DROPOUT = envfloat("LEARNING_LORA_DROPOUT", 0.0, minimum=0.0)
+# The layers that get an adapter: "all-linear", or module names separated by commas.
+LEARNING_LORA_TARGETS = envstr("LEARNING_LORA_TARGETS", "all-linear")
+# bf16 autocast in training: auto (on CUDA and on CPUs with AMX-BF16 or AVX512-BF16), bf16, off.
+LEARNING_AUTOCAST = envchoice("LEARNING_AUTOCAST", "auto", ("auto", "bf16", "off"))
 # Feedback must be approved by staff before it is used.
 LEARNING_REQUIRE_APPROVAL = envbool("LEARNING_REQUIRE_APPROVAL", False)
 # Most examples one browser session or user contributes to one run.

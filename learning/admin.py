@@ -114,6 +114,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "checkpoint_path",
         "parent",
         "anchor",
+        "adapter_base",
         "made_by_run",
         "created_at",
         "activated_at",

@@ -1,4 +1,4 @@
-"""Checkpoint directories: safetensors weights, the tokenizer and a metadata.json.
+"""Checkpoint directories: safetensors weights or a LoRA adapter, the tokenizer, a metadata.json.
 
 A checkpoint is written into a temporary directory next to its destination and renamed into
 place in one step, so a reader never sees a half-written one and a crash leaves nothing behind
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     import torch
 
 METADATA_FILE = "metadata.json"
+# peft's file in an adapter checkpoint (learning.adapters), whose metadata names the checkpoint
+# it applies to under BASE_CHECKPOINT_KEY.
+ADAPTER_CONFIG = "adapter_config.json"
+BASE_CHECKPOINT_KEY = "base_checkpoint"
 
 
 class CheckpointError(Exception):
@@ -83,19 +87,44 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
-    """(model, tokenizer) from a checkpoint directory or a hub id, in eval mode on ``device``."""
+def load_checkpoint(
+    path: str | Path, device: str = "cpu", *, trainable_adapter: bool = False
+) -> tuple[Any, Any]:
+    """(model, tokenizer) from a checkpoint directory or a hub id, in eval mode on ``device``.
+
+    An adapter checkpoint (``learning.adapters``) is applied to the base checkpoint its metadata
+    names and merged into it, so it serves like any other model; ``trainable_adapter`` keeps
+    the adapter apart, its weights trainable, for a run that continues it.
+    """
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    is_adapter = is_adapter_checkpoint(path)
+    weights = adapter_base_checkpoint(path) if is_adapter else str(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(weights, use_safetensors=True)
+        if is_adapter:
+            from learning.adapters import apply_adapter  # imports peft: adapters only
+
+            model = apply_adapter(model, path, trainable=trainable_adapter)
     except (OSError, ValueError, SafetensorError) as error:  # missing, malformed, corrupted
         raise CheckpointError(f"Cannot load checkpoint {path}: {error}") from error
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def is_adapter_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base_checkpoint(path: str | Path) -> str:
+    """The checkpoint an adapter checkpoint applies to, as its metadata names it."""
+    base = read_metadata(path).get(BASE_CHECKPOINT_KEY)
+    if not base:
+        raise CheckpointError(f"Adapter checkpoint {path} does not name its base checkpoint.")
+    return str(base)
 
 
 def read_metadata(path: str | Path) -> dict:

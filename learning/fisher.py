@@ -47,15 +47,18 @@ def diagonal_fisher(
 
 def cached_fisher(
     cache_dir: Path,
-    anchor_name: str,
+    key: str,
     model: torch.nn.Module,
     encoded: Sequence[Encoded],
     *,
     pad_id: int,
     device="cpu",
 ) -> dict[str, torch.Tensor]:
-    """The anchor's Fisher from the cache, computed and stored (atomically) on a miss."""
-    path = cache_dir / f"{anchor_name}.fisher.safetensors"
+    """The anchor's Fisher from the cache, computed and stored (atomically) on a miss.
+
+    ``key`` names the anchor: its version's name (and for a LoRA adapter its θ₀'s digest).
+    """
+    path = cache_dir / f"{key}.fisher.safetensors"
     if path.exists():
         return load_file(str(path))
     fisher = diagonal_fisher(model, encoded, pad_id=pad_id, device=device)

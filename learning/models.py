@@ -41,6 +41,15 @@ class ModelVersion(models.Model):
         related_name="anchored",
         help_text="θ₀ of the regularized update: the base this version is kept close to.",
     )
+    adapter_base = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="adapters",
+        help_text="A LoRA adapter's frozen base: the checkpoint it is applied to (empty: a full "
+        "checkpoint).",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.READY)
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -8,6 +8,7 @@ a temporary directory and renamed into place, and the active version changes onl
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations.models import Feedback
+from learning.adapters import adapter_anchor_state, new_adapter, parameters_set_to, state_digest
 from learning.chat_format import padding_id
-from learning.checkpoints import load_checkpoint, pick_device, write_checkpoint
+from learning.checkpoints import BASE_CHECKPOINT_KEY, load_checkpoint, pick_device, write_checkpoint
 from learning.evaluation import (
     Encoded,
     GoldenCase,
@@ -33,6 +35,7 @@ from learning.examples import ExampleSet, build_examples_from_feedback
 from learning.fisher import cached_fisher
 from learning.gate import judge_candidate
 from learning.models import ModelVersion, TrainingRun
+from learning.precision import precision_name
 from learning.protected import active_golden_cases, drop_golden_overrides
 from learning.retention import gate_retention_pairs, known_intent_count, replay_pairs
 from learning.training import Hyperparameters, planned_steps, train_candidate
@@ -77,8 +80,10 @@ class _RunInputs:
 
     parent: ModelVersion
     anchor: ModelVersion
+    # With LoRA: the frozen base the adapter applies to (θ₀ when anchored on the base).
+    adapter_base: ModelVersion | None
     known_intents: int | None  # corpus intents the anchor was trained on (None: all)
-    model: Any  # the parent's weights, trained in place
+    model: Any  # the parent's weights (with LoRA: an adapter on its base), trained in place
     tokenizer: Any
     pad_id: int
     examples: ExampleSet
@@ -118,9 +123,12 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
     parent = ModelVersion.objects.active().first()
     if parent is None:
         raise LearningError("No model version is active: nothing to fine-tune.")
-    anchor = anchor_for(parent, hp.anchor)
+    model, tokenizer, adapter_base = _trainable_model(parent, hp, config.device)
+    if adapter_base is not None and hp.anchor == "base":
+        anchor = adapter_base  # with LoRA, θ₀ is the frozen base
+    else:
+        anchor = anchor_for(parent, hp.anchor)
     known = known_intent_count(anchor.checkpoint_path)  # what the base knew
-    model, tokenizer = load_checkpoint(parent.checkpoint_path, device=config.device)
     pad_id = padding_id(tokenizer)
     examples = build_examples_from_feedback(
         tokenizer,
@@ -154,6 +162,7 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
     return _RunInputs(
         parent=parent,
         anchor=anchor,
+        adapter_base=adapter_base,
         known_intents=known,
         model=model,
         tokenizer=tokenizer,
@@ -167,32 +176,74 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
     )
 
 
+def _trainable_model(
+    parent: ModelVersion, hp: Hyperparameters, device: torch.device
+) -> tuple[Any, Any, ModelVersion | None]:
+    """(model, tokenizer, the adapter's frozen base or None): the parent as the run trains it.
+
+    Without LoRA, all of the parent's weights (an adapter parent merged into its base). With
+    LoRA, the parent's own adapter, continued on its base; or a new adapter on a full parent,
+    which is then the base.
+    """
+    if hp.lora_rank and parent.adapter_base_id:
+        model, tokenizer = load_checkpoint(
+            parent.checkpoint_path, device=device, trainable_adapter=True
+        )
+        return model, tokenizer, parent.adapter_base
+    model, tokenizer = load_checkpoint(parent.checkpoint_path, device=device)
+    if not hp.lora_rank:
+        return model, tokenizer, None
+    adapted = new_adapter(
+        model,
+        rank=hp.lora_rank,
+        alpha=hp.lora_alpha,
+        dropout=hp.lora_dropout,
+        targets=hp.lora_targets,
+        seed=hp.seed,
+    )
+    return adapted, tokenizer, parent
+
+
 def _prepare_anchor(inputs: _RunInputs, config: RunSettings) -> _AnchorTerms:
-    """θ₀'s weights, and its Fisher (EWC) or its log-probabilities of the examples (KTO)."""
+    """θ₀'s weights, and its Fisher (EWC) or its log-probabilities of the examples (KTO).
+
+    With LoRA, θ₀ is in the adapter's parameters (``learning.adapters``), and both are measured
+    on the run's model with the adapter set to θ₀ for the while; the Fisher of an adapter's θ₀
+    is cached under its digest.
+    """
     hp = config.hyperparameters
-    if inputs.anchor.pk == inputs.parent.pk:
+    if inputs.adapter_base is not None:
         anchor_model = inputs.model
+        state = adapter_anchor_state(inputs.model, toward_base=hp.anchor == "base")
+        at_anchor = parameters_set_to(inputs.model, state)
+        fisher_key = f"{inputs.anchor.name}.adapter-{state_digest(state)[:16]}"
     else:
-        anchor_model, _ = load_checkpoint(inputs.anchor.checkpoint_path, device=config.device)
-    state = {n: p.detach().clone() for n, p in anchor_model.named_parameters()}
+        if inputs.anchor.pk == inputs.parent.pk:
+            anchor_model = inputs.model
+        else:
+            anchor_model, _ = load_checkpoint(inputs.anchor.checkpoint_path, device=config.device)
+        state = {n: p.detach().clone() for n, p in anchor_model.named_parameters()}
+        at_anchor = contextlib.nullcontext()
+        fisher_key = inputs.anchor.name
     fisher = reference = None
-    if hp.regularizer == "ewc":
-        fisher = cached_fisher(
-            config.checkpoint_dir / "fisher",
-            inputs.anchor.name,
-            anchor_model,
-            inputs.replay or _encoded_replay(inputs.tokenizer, inputs.known_intents, hp),
-            pad_id=inputs.pad_id,
-            device=config.device,
-        )
-    if hp.loss == "kto":
-        sums, _ = reply_logprob_sums(
-            anchor_model,
-            [(e.prompt_ids, e.reply_ids, e.label) for e in inputs.examples.train],
-            pad_id=inputs.pad_id,
-            device=config.device,
-        )
-        reference = dict(enumerate(sums.tolist()))
+    with at_anchor:
+        if hp.regularizer == "ewc":
+            fisher = cached_fisher(
+                config.checkpoint_dir / "fisher",
+                fisher_key,
+                anchor_model,
+                inputs.replay or _encoded_replay(inputs.tokenizer, inputs.known_intents, hp),
+                pad_id=inputs.pad_id,
+                device=config.device,
+            )
+        if hp.loss == "kto":
+            sums, _ = reply_logprob_sums(
+                anchor_model,
+                [(e.prompt_ids, e.reply_ids, e.label) for e in inputs.examples.train],
+                pad_id=inputs.pad_id,
+                device=config.device,
+            )
+            reference = dict(enumerate(sums.tolist()))
     return _AnchorTerms(state=state, fisher=fisher, reference_logps=reference)
 
 
@@ -235,7 +286,11 @@ def _train(
     train_seconds = time.monotonic() - train_started
     metrics_after = _measure(inputs, config)
     metrics_after.update(
-        {"train_seconds": round(train_seconds, 2), "final_loss": losses[-1] if losses else None}
+        {
+            "train_seconds": round(train_seconds, 2),
+            "final_loss": losses[-1] if losses else None,
+            "precision": precision_name(config.hyperparameters.autocast, config.device),
+        }
     )
     return metrics_after
 
@@ -265,6 +320,9 @@ def _judge_and_register(
         "gate": {"passed": decision.passed, "reasons": decision.reasons},
         "training_run": run.pk,
     }
+    if inputs.adapter_base is not None:  # the checkpoint holds the adapter alone
+        metadata["adapter_base"] = inputs.adapter_base.name
+        metadata[BASE_CHECKPOINT_KEY] = inputs.adapter_base.checkpoint_path
     inputs.model.to("cpu")
     path = write_checkpoint(inputs.model, inputs.tokenizer, config.checkpoint_dir / name, metadata)
     with transaction.atomic():
@@ -275,6 +333,7 @@ def _judge_and_register(
             parent=inputs.parent,
             anchor=inputs.anchor,
             metrics=metrics_after,
+            adapter_base=inputs.adapter_base,
         )
         if decision.passed:
             promote_version(version, note=f"Promoted by the gate after training run #{run.pk}")

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from learning.examples import TrainingExample
 from learning.losses import collate, kto_loss, sft_ul_loss, token_logprobs
+from learning.precision import AUTOCAST_MODES, training_autocast
 from learning.update import AnchoredAdam, pull_mask_for
 
 Encoded = tuple[tuple[int, ...], tuple[int, ...], int]
@@ -39,6 +40,14 @@ class Hyperparameters:
     grad_clip: float = 1.0
     seed: int = 0
     max_tokens: int = 256
+    # LoRA (learning.adapters): 0 trains every weight; > 0 an adapter of this rank on the frozen
+    # base, scaled by lora_alpha / lora_rank, on the layers lora_targets names.
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = "all-linear"
+    # bf16 autocast of the forward pass: auto, bf16 or off (learning.precision).
+    autocast: str = "auto"
 
     @classmethod
     def from_settings(cls, overrides: dict[str, Any] | None = None) -> Hyperparameters:
@@ -59,6 +68,11 @@ class Hyperparameters:
             grad_clip=settings.LEARNING_GRAD_CLIP,
             seed=settings.LEARNING_SEED,
             max_tokens=settings.LEARNING_MAX_TOKENS,
+            lora_rank=settings.LEARNING_LORA_RANK,
+            lora_alpha=settings.LEARNING_LORA_ALPHA,
+            lora_dropout=settings.LEARNING_LORA_DROPOUT,
+            lora_targets=settings.LEARNING_LORA_TARGETS,
+            autocast=settings.LEARNING_AUTOCAST,
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides or {}) - known
@@ -79,6 +93,12 @@ class Hyperparameters:
             raise ValueError("average_with_anchor must be in [0, 1]")
         if self.lr < 0 or self.anchor_strength < 0 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("lr and anchor_strength must be ≥ 0; batch_size, epochs ≥ 1")
+        if self.lora_rank < 0 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+            raise ValueError("lora_rank must be ≥ 0, lora_alpha > 0, lora_dropout in [0, 1)")
+        if self.lora_rank and not self.lora_targets.strip(" ,"):
+            raise ValueError("lora_targets must name the layers that get an adapter")
+        if self.autocast not in AUTOCAST_MODES:
+            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}")
         return self
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,6 +133,10 @@ def train_candidate(
     ``anchor_state`` is θ₀ by parameter name; ``fisher`` the EWC weights by name (required for
     ``ewc``); ``reference_logps`` the θ₀ sequence log-probability of each example (by index in
     ``examples``), required for ``kto``. Deterministic under ``hp.seed`` on the CPU.
+
+    Only parameters that require gradients are trained and pulled: with a LoRA adapter
+    (``learning.adapters``) those are the adapter's, and ``anchor_state`` holds its θ₀.
+    The forward pass runs under ``hp.autocast`` (``learning.precision``).
     """
     device = torch.device(device)
     torch.manual_seed(hp.seed)
@@ -140,9 +164,7 @@ def train_candidate(
     order: list[int] = []
     losses: list[float] = []
     model.train()
-    autocast = torch.autocast(
-        device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"
-    )
+    autocast = training_autocast(hp.autocast, device)
     for step in range(total):
         if len(order) < n_feedback:
             fresh = list(range(len(examples)))

@@ -26,14 +26,19 @@ def register_version(
     parent: ModelVersion | None = None,
     anchor: ModelVersion | None = None,
     metrics: dict | None = None,
+    adapter_base: ModelVersion | None = None,
 ) -> ModelVersion:
-    """A new version with status ready: it answers nobody until it is activated."""
+    """A new version with status ready: it answers nobody until it is activated.
+
+    ``adapter_base``: the frozen base of a LoRA adapter checkpoint.
+    """
     return ModelVersion.objects.create(
         name=name,
         checkpoint_path=str(checkpoint_path),
         source=source,
         parent=parent,
         anchor=anchor,
+        adapter_base=adapter_base,
         metrics=metrics or {},
         status=ModelVersion.Status.READY,
     )
