@@ -80,7 +80,8 @@ def test_it_trains_the_top_layers_only_and_the_loss_falls(articles, corpus, tiny
 
     result = tune(model, tokenizer, tuning_examples(corpus, CONFIG), CONFIG, log=lines.append)
 
-    changed = {name for name, tensor in model.state_dict().items() if not tensor.equal(before[name])}
+    after = model.state_dict()
+    changed = {name for name, tensor in after.items() if not tensor.equal(before[name])}
     top_layer = {name for name in before if name.startswith("model.layers.1.")}
     assert changed == top_layer | {"model.norm.weight"}
     assert len(result.losses) == 3 * 3  # 48 examples in batches of 16, three epochs
@@ -108,11 +109,9 @@ def test_it_registers_the_tuned_model_under_its_base_and_activates_it(articles, 
     assert tuned.metrics["tuning_final_loss"] == metadata["tuning_final_loss"]
     assert any(line.startswith("  step 9/9  loss ") for line in lines)
     assert lines[-1].startswith("Tuned in ")
-    tuned_model, _ = load_checkpoint(tuned.checkpoint_path)
-    base_model, _ = load_checkpoint(base.checkpoint_path)
-    assert not torch.equal(
-        tuned_model.model.layers[1].mlp.up_proj.weight, base_model.model.layers[1].mlp.up_proj.weight
-    )
+    tuned_layer = load_checkpoint(tuned.checkpoint_path)[0].model.layers[1]
+    base_layer = load_checkpoint(base.checkpoint_path)[0].model.layers[1]
+    assert not torch.equal(tuned_layer.mlp.up_proj.weight, base_layer.mlp.up_proj.weight)
 
 
 def test_it_reuses_a_tuned_checkpoint_of_the_same_base_and_examples(
