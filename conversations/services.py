@@ -284,6 +284,12 @@ def decline_text(*, person_asked: bool, topics: Sequence[str]) -> str:
     return template.format(topics=listed, contact=settings.SUPPORT_CONTACT)
 
 
+def decline_topics(retrieval: Retrieval) -> list[str]:
+    """What a decline says the bot can help with: the knowledge base's topics, or without any,
+    the titles of the articles retrieved."""
+    return list(retrieval.topics) or [article.title for article in retrieval.articles]
+
+
 def decide_reply(
     question: str,
     retrieval: Retrieval,
@@ -307,8 +313,7 @@ def decide_reply(
     ]
     person_asked = asks_for_a_person(question)
     if person_asked or retrieval.best_score < settings.KNOWLEDGE_MIN_SCORE:
-        if topics is None:
-            topics = retrieval.topics or [article.title for article in retrieval.articles]
+        topics = decline_topics(retrieval) if topics is None else topics
         text = decline_text(person_asked=person_asked, topics=topics)
         return ReplyPlan(turns=turns, grounding=grounding, decline_text=text)
     return ReplyPlan(turns=grounded_turns(turns, grounding), grounding=grounding)

@@ -58,9 +58,20 @@ _warned_encoders: set[str] = set()
 
 async def retrieve(question: str, *, k: int | None = None) -> Retrieval:
     """The top ``k`` (KNOWLEDGE_TOP_K) active articles for ``question``."""
-    top_k = max(1, k if k is not None else settings.KNOWLEDGE_TOP_K)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_retrieval_executor(), _retrieve_now, question, top_k)
+    return await loop.run_in_executor(_retrieval_executor(), _retrieve_now, question, _top_k(k))
+
+
+def retrieve_now(question: str, *, k: int | None = None) -> Retrieval:
+    """``retrieve`` in the calling thread, for code that runs outside an event loop (the base
+    model's one-time tuning, benchmarks): the same index, encoder and search. Not inside a
+    transaction: reading the index closes this thread's database connection, as it does the
+    retrieval threads'."""
+    return _retrieve_now(question, _top_k(k))
+
+
+def _top_k(k: int | None) -> int:
+    return max(1, k if k is not None else settings.KNOWLEDGE_TOP_K)
 
 
 def _retrieve_now(question: str, k: int) -> Retrieval:

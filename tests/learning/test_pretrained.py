@@ -27,6 +27,7 @@ from learning.chat_format import chat_ids
 from learning.checkpoints import load_checkpoint
 from learning.models import ModelVersion
 from learning.pretrained import PinnedFile, PretrainedFileError
+from tests.knowledge.articles import add_all_articles
 
 HIDDEN, HEADS, KV_HEADS, FFN, LAYERS = 32, 4, 2, 64, 2
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -301,31 +302,57 @@ def smollm2_from_tiny_gguf(tiny_gguf, settings, tmp_path, monkeypatch):
     return conversions
 
 
-def ensure() -> str:
+def ensure(*arguments: str) -> str:
     out = io.StringIO()
-    call_command("ensure_base_model", stdout=out)
+    call_command("ensure_base_model", *arguments, stdout=out)
     return out.getvalue()
 
 
-@pytest.mark.django_db
-def test_it_converts_registers_and_activates_smollm2_once(smollm2_from_tiny_gguf, settings):
-    assert "smollm2-135m-instruct is now active" in ensure()
+@pytest.mark.django_db(transaction=True)  # retrieval reads the articles from its own thread
+def test_it_converts_smollm2_once_tunes_it_and_activates_the_tuned_version(
+    smollm2_from_tiny_gguf, settings, tiny_encoder
+):
+    add_all_articles()
+
+    out = ensure("--tune-steps", "2")
     assert "nothing to do" in ensure()
 
-    version = ModelVersion.objects.get()
-    assert (version.name, version.source, version.status) == (
-        "smollm2-135m-instruct",
-        "pretrained",
+    base, tuned = ModelVersion.objects.order_by("pk")
+    assert (base.name, base.source, base.status) == ("smollm2-135m-instruct", "pretrained", "ready")
+    assert base.checkpoint_path == str(settings.CHECKPOINT_DIR / "smollm2-135m-instruct")
+    assert tuned.name.startswith("smollm2-135m-instruct-grounded-")
+    assert (tuned.source, tuned.status, tuned.parent, tuned.anchor) == (
+        "trained",
         "active",
+        base,
+        base,
     )
-    assert version.checkpoint_path == str(settings.CHECKPOINT_DIR / "smollm2-135m-instruct")
-    load_checkpoint(version.checkpoint_path)
+    assert "  step 2/2  loss " in out
+    assert f"{tuned.name} is now active." in out
+    load_checkpoint(tuned.checkpoint_path)
     assert len(smollm2_from_tiny_gguf) == 1
 
-    version.delete()  # a new database on the same CHECKPOINT_DIR: the checkpoint is reused
-    assert "smollm2-135m-instruct is now active" in ensure()
+    tuned.delete()  # a new database on the same CHECKPOINT_DIR: both checkpoints are reused
+    base.delete()
+    out = ensure("--tune-steps", "2")
+    assert f"{tuned.name} is now active." in out
+    assert "step" not in out
     assert len(smollm2_from_tiny_gguf) == 1
     assert not list(Path(settings.CHECKPOINT_DIR).glob("starter-*"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_does_not_activate_smollm2_untuned_without_a_knowledge_base(
+    smollm2_from_tiny_gguf, tiny_encoder
+):
+    with pytest.raises(CommandError) as refused:
+        ensure()
+
+    assert str(refused.value) == (
+        "CHATBOT_BASE_MODEL cannot be tuned: The knowledge base has no embedded article to "
+        "ground the base model in: run `manage.py seed_knowledge_base` first (bin/start does)."
+    )
+    assert ModelVersion.objects.get().status == "ready"  # θ₀, registered for the next start
 
 
 @pytest.mark.django_db

