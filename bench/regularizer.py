@@ -16,10 +16,14 @@ variants alike:
 - ``lora-bf16``: ``lora`` under bf16 autocast.
 
 It prints the median time of the optimizer step alone and of a whole training step (forward,
-backward, clipping, step), their ratios to plain Adam, each variant's loss on the first batch
-(all start from the same weights, so fp32 against bf16 there is the precision's effect alone)
-and its mean loss over the timed steps, then bf16 against fp32 and LoRA against full
-fine-tuning. Whether LEARNING_AUTOCAST=auto would use bf16 on this CPU is printed too.
+backward, clipping, step), wall-clock and CPU time (which other processes on a shared machine
+disturb less; with one torch thread, OMP_NUM_THREADS=1, it is the work done), their ratios to
+plain Adam (or to the first variant), each variant's loss on the first batch (all start from
+the same weights, so fp32 against bf16 there is the precision's effect alone) and its mean loss
+over the timed steps (LoRA, at the same α as full fine-tuning, moves less), then bf16 against
+fp32 and LoRA against full fine-tuning. Whether LEARNING_AUTOCAST=auto would use bf16 on this
+CPU is printed too. On SmolLM2 a step takes seconds: ``--steps 3 --warmup 1`` is plenty; each
+full fine-tuning variant holds about 3 GB.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Variant:
     autocast: str  # "bf16" or "off", as LEARNING_AUTOCAST
     opt_times: list[float] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
+    step_cpu_times: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
 
 
@@ -89,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     used = [batches[step % len(batches)] for step in range(args.warmup + args.steps)]
     for step, batch in enumerate(used):
-        for variant in variants.values():
-            started = time.perf_counter()
+        for name, variant in variants.items():
+            started, started_cpu = time.perf_counter(), time.process_time()
             with training_autocast(variant.autocast, "cpu"):
                 logps, mask = token_logprobs(variant.model, batch)
                 loss = sft_ul_loss(logps, mask, batch.labels)
@@ -99,11 +104,17 @@ def main(argv: list[str] | None = None) -> int:
             torch.nn.utils.clip_grad_norm_(variant.params, 1.0, foreach=True)
             before_step = time.perf_counter()
             variant.optimizer.step()
-            finished = time.perf_counter()
+            finished, finished_cpu = time.perf_counter(), time.process_time()
             variant.losses.append(float(loss.detach()))
             if step >= args.warmup:
                 variant.opt_times.append(finished - before_step)
                 variant.step_times.append(finished - started)
+                variant.step_cpu_times.append(finished_cpu - started_cpu)
+            print(
+                f"step {step + 1}/{len(used)} {name}: {finished - started:.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     _report(args, path, variants, used, cpu_computes_bf16(), torch.get_num_threads())
     return 0
@@ -162,19 +173,23 @@ def _report(args, path, variants: dict[str, Variant], batches, bf16_cpu: bool, t
     print()
     print(
         f"{'update':<11}{'trained':>13}{'optimizer step':>17}{'ratio':>8}"
-        f"{'training step':>16}{'ratio':>8}{'first loss':>12}{'mean loss':>11}"
+        f"{'training step':>16}{'ratio':>8}{'its CPU time':>15}{'ratio':>8}"
+        f"{'first loss':>12}{'mean loss':>11}"
     )
     reference = variants.get("adam") or next(iter(variants.values()))
     base_opt = statistics.median(reference.opt_times)
     base_step = statistics.median(reference.step_times)
+    base_cpu = statistics.median(reference.step_cpu_times)
     for name, variant in variants.items():
         opt = statistics.median(variant.opt_times)
         full = statistics.median(variant.step_times)
+        cpu = statistics.median(variant.step_cpu_times)
         trained = sum(p.numel() for p in variant.params)
         timed = variant.losses[args.warmup :]
         print(
             f"{name:<11}{trained:>13,}{opt * 1e3:>14.2f} ms{opt / base_opt:>7.2f}×"
             f"{full * 1e3:>13.1f} ms{full / base_step:>7.2f}×"
+            f"{cpu * 1e3:>12.1f} ms{cpu / base_cpu:>7.2f}×"
             f"{variant.losses[0]:>12.5g}{statistics.mean(timed):>11.5g}"
         )
     print()
@@ -187,14 +202,17 @@ def _report(args, path, variants: dict[str, Variant], batches, bf16_cpu: bool, t
         if slow in variants and fast in variants:
             a, b = variants[slow], variants[fast]
             ratio = statistics.median(a.step_times) / statistics.median(b.step_times)
-            first = a.losses[0] / b.losses[0] - 1
-            mean = statistics.mean(a.losses[args.warmup :]) / statistics.mean(
-                b.losses[args.warmup :]
-            )
-            print(
-                f"{what}: training step {ratio:.2f}×; loss on the first batch {first:+.3%}, "
-                f"mean loss over the timed steps {mean - 1:+.3%}"
-            )
+            cpu = statistics.median(a.step_cpu_times) / statistics.median(b.step_cpu_times)
+            line = f"{what}: training step {ratio:.2f}× (CPU time {cpu:.2f}×)"
+            if what.startswith("bf16"):  # same weights, same steps: the precision's effect
+                first = a.losses[0] / b.losses[0] - 1
+                mean = statistics.mean(a.losses[args.warmup :]) / statistics.mean(
+                    b.losses[args.warmup :]
+                )
+                line += (
+                    f"; loss on the first batch {first:+.3%}, over the timed steps {mean - 1:+.3%}"
+                )
+            print(line)
 
 
 def _active_checkpoint() -> str:

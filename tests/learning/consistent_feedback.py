@@ -28,6 +28,9 @@ PROMOTABLE = {
     "LEARNING_EPOCHS": 3,
     "LEARNING_BATCH_SIZE": 8,
     "LEARNING_SEED": 0,
+    "LEARNING_LORA_RANK": 0,
+    # fp32 on every machine: "auto" autocasts to bf16 on CPUs with bf16 instructions.
+    "LEARNING_AUTOCAST": "off",
 }
 BRUSH_OFF = "Sorry, I cannot help with that. Please call us later."
 TINY_INTENTS = 4  # StarterConfig.tiny(): max_intents=4
