@@ -27,13 +27,14 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
 
 OFF_TOPIC_PATH = ROOT / "learning" / "benchmark" / "off_topic.json"
 PERSON_INTENT = "contact_human"
@@ -70,21 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     models = [_label_and_path(parser, item) for item in args.checkpoint]
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-answers-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "chatbot_site.settings",
-            "VAR_DIR": str(workdir),
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "CHECKPOINT_DIR": str(workdir / "checkpoints"),
-            "CHAT_MESSAGES_PER_MINUTE": "100000",
-            "ENGINE_POLL_SECONDS": "0",
-        }
+    throwaway_site(
+        args.workdir, "bench-answers-", CHAT_MESSAGES_PER_MINUTE="100000", ENGINE_POLL_SECONDS="0"
     )
     if args.min_score is not None:
         os.environ["KNOWLEDGE_MIN_SCORE"] = str(args.min_score)
-    os.environ.pop("REDIS_URL", None)
     import django
 
     django.setup()

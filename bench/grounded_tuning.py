@@ -21,15 +21,15 @@ times.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
 
 DECLINE_WORDS = "i can't help with that"
 TUNING_OPTIONS = {
@@ -58,16 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         tuning.add_argument(f"--{option.replace('_', '-')}", dest=option, type=kind)
     tuning.add_argument("--bf16", action="store_true", help="bf16 autocast")
     args = parser.parse_args(argv)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-tuning-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "chatbot_site.settings",
-            "VAR_DIR": str(workdir),
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "CHECKPOINT_DIR": str(workdir / "checkpoints"),
-        }
-    )
+    throwaway_site(args.workdir, "bench-tuning-")
     import django
 
     django.setup()

@@ -54,6 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
+
 OFF_TOPIC_PATH = ROOT / "learning" / "benchmark" / "off_topic.json"
 THRESHOLDS = [round(0.30 + 0.025 * step, 3) for step in range(17)]  # 0.30, 0.325, ... 0.70
 MAX_WRONGLY_DECLINED = 0.05  # the target: at most 5% of in-scope questions declined
@@ -120,15 +122,13 @@ def encoder_directory(choice: str, workdir: Path) -> Path:
 
 
 def configure_environment(workdir: Path) -> None:
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="chatbot_site.settings",
-        VAR_DIR=str(workdir),
-        DATABASE_URL=f"sqlite:///{workdir / 'bench.sqlite3'}",
+    throwaway_site(
+        workdir,
+        "bench-knowledge-",
         LOG_LEVEL="WARNING",
         DEBUG="false",  # DEBUG keeps every query: not what a server pays
         SECRET_KEY="bench-knowledge-not-secret",
     )
-    os.environ.pop("REDIS_URL", None)
 
 
 def median_ms(timings: list[float]) -> float:

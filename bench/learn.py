@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-learn-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = throwaway_site(args.workdir, "bench-learn-")
 
     from learning.benchmark.runner import write_retention_corpus
     from learning.benchmark.scenario import load_scenario
@@ -57,16 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     # A private database, broker and channel layer: the benchmark never touches the project's.
     os.environ.update(
         {
-            "DJANGO_SETTINGS_MODULE": "chatbot_site.settings",
-            "VAR_DIR": str(workdir),
-            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "CHECKPOINT_DIR": str(workdir / "checkpoints"),
             "LEARNING_RETENTION_CORPUS": str(write_retention_corpus(scenario, workdir)),
             "CHAT_MESSAGES_PER_MINUTE": "100000",
             "CHAT_FEEDBACK_PER_MINUTE": "100000",
         }
     )
-    os.environ.pop("REDIS_URL", None)
     for assignment in args.set:
         name, _, value = assignment.partition("=")
         if not name.startswith("LEARNING_"):

@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
+
 BRUSH_OFFS = (
     "Sorry, I cannot help with that. Please call us later.",
     "I don't know, maybe check the website.",
@@ -53,18 +55,14 @@ def default_checkpoint() -> Path | None:
 
 def configure_environment(workdir: Path, threads: int) -> dict[str, str]:
     """A self-contained installation: nothing the bench writes touches the configured stores."""
-    env = {
-        "DJANGO_SETTINGS_MODULE": "chatbot_site.settings",
-        "VAR_DIR": str(workdir),
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-        "CELERY_BROKER_URL": f"sqla+sqlite:///{workdir / 'broker.sqlite3'}",
-        "CHECKPOINT_DIR": str(workdir / "checkpoints"),
-        "LEARNING_DEVICE": "cpu",
-        "OMP_NUM_THREADS": str(threads),
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.pop("REDIS_URL", None)
-    os.environ.update(env)
+    throwaway_site(
+        workdir,
+        "bench-retrain-",
+        CELERY_BROKER_URL=f"sqla+sqlite:///{workdir / 'broker.sqlite3'}",
+        LEARNING_DEVICE="cpu",
+        OMP_NUM_THREADS=str(threads),
+        LOG_LEVEL="WARNING",
+    )
     return dict(os.environ)
 
 

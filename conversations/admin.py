@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from chatbot_site.admin_inlines import ReadOnlyPartInline
 from conversations import review
 from conversations.models import Conversation, Feedback, Message
 from conversations.subqueries import count_subquery
@@ -48,7 +49,7 @@ def _article_link(article: dict[str, Any]) -> str:
 # --- Conversations --------------------------------------------------------------------------
 
 
-class TranscriptInline(admin.TabularInline):
+class TranscriptInline(ReadOnlyPartInline):
     """The conversation's messages, read-only, with the customer's rating on each bot reply,
     whether the bot declined, and the knowledge-base articles each reply was written from.
 
@@ -72,9 +73,6 @@ class TranscriptInline(admin.TabularInline):
         "token_count",
     ]
     readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
     show_change_link = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
@@ -85,21 +83,6 @@ class TranscriptInline(admin.TabularInline):
             .select_related("model_version")
             .prefetch_related("feedback")
         )
-
-    def has_view_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        # The transcript is part of the conversation: whoever may see one sees the other.
-        return request.user.has_perm("conversations.view_conversation") or request.user.has_perm(
-            "conversations.change_conversation"
-        )
-
-    def has_add_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return False
 
     @admin.display(description="rating")
     def rating(self, message: Message) -> str:

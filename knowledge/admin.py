@@ -14,13 +14,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.text import Truncator
 
+from chatbot_site.admin_inlines import ReadOnlyPartInline
 from knowledge.models import ArticleRevision, KnowledgeArticle
 from knowledge.services import do_embed_articles, do_save_article
 
 LIST_TEXT_CHARS = 100
 
 
-class RevisionInline(admin.TabularInline):
+class RevisionInline(ReadOnlyPartInline):
     """Earlier versions of the article, newest first, read-only."""
 
     model = ArticleRevision
@@ -37,27 +38,9 @@ class RevisionInline(admin.TabularInline):
         "replaced_at",
     ]
     readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ArticleRevision]:
         return super().get_queryset(request).select_related("updated_by")
-
-    def has_view_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        # The history is part of the article: whoever may see one sees the other.
-        return request.user.has_perm("knowledge.view_knowledgearticle") or request.user.has_perm(
-            "knowledge.change_knowledgearticle"
-        )
-
-    def has_add_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
-        return False
 
 
 class KnowledgeArticleForm(forms.ModelForm):
