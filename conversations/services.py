@@ -252,6 +252,10 @@ DECLINE_PERSON_ASKED = (
     "Of course: a person from our team can take over. You can reach them at {contact}. "
     "Until then, I'm happy to answer questions about {topics}."
 )
+# How every decline starts: a model tuned to decline (learning.grounded_tuning) writes it too.
+DECLINE_OPENINGS = tuple(
+    template.split("{")[0].strip() for template in (DECLINE_OFF_TOPIC, DECLINE_PERSON_ASKED)
+)
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,12 @@ def decline_text(*, person_asked: bool, topics: Sequence[str]) -> str:
         listed = f"{', '.join(names[:-1])} and {names[-1]}"
     template = DECLINE_PERSON_ASKED if person_asked else DECLINE_OFF_TOPIC
     return template.format(topics=listed, contact=settings.SUPPORT_CONTACT)
+
+
+def is_decline(text: str) -> bool:
+    """Whether a reply is a decline: the fixed text, or the model's own rendering of it (the
+    base model is tuned to decline what its articles do not answer)."""
+    return text.lstrip().startswith(DECLINE_OPENINGS)
 
 
 def decline_topics(retrieval: Retrieval) -> list[str]:
@@ -345,7 +355,8 @@ def do_end_reply(
     or whose client went away before any text was produced is deleted; a failed one with text
     keeps it as an error. Counts and timings are None when the reply ended before the engine
     took it (no active version, the engine busy, an unexpected failure). `grounding` is the
-    articles the reply was written from (ReplyPlan.grounding).
+    articles the reply was written from (ReplyPlan.grounding). A reply that the model wrote as
+    a decline is recorded as declined, as the rules' declines are.
     """
     reply = Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT, finish_reason="")
     failed = finish_reason == Message.FinishReason.ERROR
@@ -360,7 +371,7 @@ def do_end_reply(
         time_to_first_token_ms=time_to_first_token_ms,
         generation_ms=generation_ms,
         grounding=grounding or [],
-        declined=declined,
+        declined=declined or is_decline(text),
     )
     return ReplyEnding.FAILED if failed else ReplyEnding.FINISHED
 

@@ -30,6 +30,9 @@ from knowledge.models import EMBEDDING_DTYPE, KnowledgeArticle
 
 Signature = tuple[int, datetime | None, datetime | None]
 
+# Two texts whose unit vectors are this close are the same text (float32 rounding aside).
+IDENTICAL_COSINE = 0.9999
+
 
 @dataclass(frozen=True)
 class ArticleMatrix:
@@ -43,10 +46,17 @@ class ArticleMatrix:
     starts: np.ndarray  # (n,) intp, increasing: every article has at least one row
     topics: tuple[str, ...] = ()  # the articles' topics, each once, sorted: what the bot knows
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def search(
+        self, query: np.ndarray, k: int, *, skip_identical: bool = False
+    ) -> list[tuple[int, float]]:
         """(article i, cosine score) of the ``k`` articles nearest the unit vector ``query``, best
-        first; an article's score is that of its nearest vector."""
-        scores = np.maximum.reduceat(self.vectors @ query, self.starts)
+        first; an article's score is that of its nearest vector. ``skip_identical`` ignores
+        vectors identical to ``query`` (the question is one of an article's example questions):
+        the articles score as they would for the question if it were not stored."""
+        row_scores = self.vectors @ query
+        if skip_identical:
+            row_scores = np.where(row_scores >= IDENTICAL_COSINE, -1.0, row_scores)
+        scores = np.maximum.reduceat(row_scores, self.starts)
         k = min(k, len(scores))
         if k <= 0:
             return []

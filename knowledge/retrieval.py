@@ -62,19 +62,23 @@ async def retrieve(question: str, *, k: int | None = None) -> Retrieval:
     return await loop.run_in_executor(_retrieval_executor(), _retrieve_now, question, _top_k(k))
 
 
-def retrieve_now(question: str, *, k: int | None = None) -> Retrieval:
+def retrieve_now(question: str, *, k: int | None = None, as_unseen: bool = False) -> Retrieval:
     """``retrieve`` in the calling thread, for code that runs outside an event loop (the base
     model's one-time tuning, benchmarks): the same index, encoder and search. Not inside a
     transaction: reading the index closes this thread's database connection, as it does the
-    retrieval threads'."""
-    return _retrieve_now(question, _top_k(k))
+    retrieval threads'.
+
+    ``as_unseen``: retrieve as if ``question`` were not one of the articles' example questions
+    (training on an example question must see what a new wording of it would retrieve, not the
+    exact match that only the stored wording gets)."""
+    return _retrieve_now(question, _top_k(k), skip_identical=as_unseen)
 
 
 def _top_k(k: int | None) -> int:
     return max(1, k if k is not None else settings.KNOWLEDGE_TOP_K)
 
 
-def _retrieve_now(question: str, k: int) -> Retrieval:
+def _retrieve_now(question: str, k: int, *, skip_identical: bool = False) -> Retrieval:
     snapshot = knowledge_index.current()
     if snapshot.is_empty:
         return NOTHING
@@ -94,7 +98,7 @@ def _retrieve_now(question: str, k: int) -> Retrieval:
         RetrievedArticle(
             id=articles.ids[i], title=articles.titles[i], text=articles.texts[i], score=score
         )
-        for i, score in articles.search(query, k)
+        for i, score in articles.search(query, k, skip_identical=skip_identical)
     )
     return Retrieval(
         articles=found, best_score=found[0].score, enabled=True, topics=articles.topics

@@ -9,7 +9,10 @@ version whose parent and anchor are θ₀, so the learning loop keeps it close t
   ``eval_questions``: the benchmarks hold them out), prompted as the chat prompts them: a system
   turn with the articles the knowledge base retrieves for the question (``retrieve_now``: the
   index and encoder that serve) and the question (``grounded_turns``); the target is the
-  intent's answer;
+  intent's answer. The training questions are also the articles' example questions, so each
+  would retrieve its own article first with a perfect score; it is retrieved as unseen
+  (``as_unseen``: its own stored wording ignored), as a customer's new wording is, so that the
+  model learns to find the answer among the articles, not to copy the first one;
 - the questions of ``grounded_tuning_declines.json``, off-topic ones and requests for a person,
   with the (unrelated) articles retrieved for them; the target is the bot's decline
   (``decline_text``), so the model learns to say so when the articles do not answer.
@@ -109,10 +112,11 @@ def load_decline_questions() -> DeclineQuestions:
     )
 
 
-def grounded_prompt(question: str) -> tuple[list[Turn], list[str]]:
+def grounded_prompt(question: str, *, as_unseen: bool = False) -> tuple[list[Turn], list[str]]:
     """The chat's prompt for ``question`` alone (its articles' system turn and the question),
-    and what a decline would name; TuningError when the knowledge base is empty."""
-    retrieval = retrieve_now(question)
+    and what a decline would name; TuningError when the knowledge base is empty. ``as_unseen``:
+    the articles retrieved as if the question were not an article's example question."""
+    retrieval = retrieve_now(question, as_unseen=as_unseen)
     if not retrieval.enabled:
         raise TuningError(
             "The knowledge base has no embedded article to ground the base model in: run "
@@ -131,7 +135,7 @@ def tuning_examples(corpus: Corpus, config: TuningConfig) -> list[TuningExample]
     for intent in corpus.intents:
         count = min(config.questions_per_intent, len(intent.questions))
         for question in rng.sample(intent.questions, count):
-            prompt, _ = grounded_prompt(question)
+            prompt, _ = grounded_prompt(question, as_unseen=True)
             examples.append(TuningExample(tuple(prompt), intent.answer, declines=False))
     declines = load_decline_questions()
     for question in (*declines.off_topic, *declines.person_requests):

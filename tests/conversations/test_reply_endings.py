@@ -203,3 +203,21 @@ def test_it_deletes_a_reply_that_failed_before_any_version_answered(pending_repl
 
     assert ending is services.ReplyEnding.DELETED
     assert not Message.objects.filter(pk=pending_reply.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "declined"),
+    [
+        (services.decline_text(person_asked=False, topics=["orders"]), True),
+        (services.decline_text(person_asked=True, topics=["orders"]), True),
+        ("Sorry, I can't help with that: I can only answer questions about", True),  # cut short
+        ("Sorry, the parcel is late: DHL takes 2-4 days.", False),
+        ("Of course! Returns are free within 30 days.", False),
+    ],
+)
+def test_a_reply_the_model_wrote_as_a_decline_is_recorded_as_declined(
+    pending_reply, model_version, text, declined
+):
+    end_reply(pending_reply, text, "stop", model_version)
+
+    assert Message.objects.get(pk=pending_reply.pk).declined is declined

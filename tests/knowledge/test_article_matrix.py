@@ -47,3 +47,16 @@ def test_single_vector_articles_and_the_last_one_keep_their_own_rows():
     assert [i for i, _ in articles.search(unit(0, 1), 3)] == [1, 2, 0]
     assert [i for i, _ in articles.search(unit(1, -0.1), 3)] == [0, 2, 1]
     assert len(articles.search(unit(0, 1), 10)) == 3
+
+
+def test_skip_identical_scores_the_articles_as_if_the_question_were_not_stored():
+    # Article 1 stores the query itself as an example question; its other vector is far off.
+    articles = matrix([unit(1, 0.8)], [unit(1, 1), unit(-1, 0)], [unit(0, 1)])
+    query = unit(1, 1)
+
+    assert articles.search(query, 1)[0][0] == 1
+    unseen = articles.search(query, 3, skip_identical=True)
+
+    assert [i for i, _ in unseen] == [0, 2, 1]
+    np.testing.assert_allclose(unseen[0][1], float(unit(1, 0.8) @ query), rtol=1e-6)
+    np.testing.assert_allclose(unseen[2][1], float(unit(-1, 0) @ query), rtol=1e-6)

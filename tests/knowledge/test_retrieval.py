@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from asgiref.sync import sync_to_async
 
 from knowledge import encoder as encoder_module
-from knowledge.retrieval import NOTHING, retrieve
+from knowledge.retrieval import NOTHING, retrieve, retrieve_now
 from knowledge.services import do_embed_articles, do_save_article
 from tests.knowledge.articles import add_all_articles, add_article, in_db
 
@@ -54,6 +55,10 @@ async def test_an_article_is_found_by_its_example_questions(articles):
     assert text_score < 0.5
     assert (found.articles[0].id, found.articles[0].text) == (gift.pk, gift.text)
     assert found.best_score == pytest.approx(1.0, abs=1e-5)  # the same words: the same vector
+    # As a new wording of it would be: by its other vectors (what the base model's tuning sees).
+    unseen = await sync_to_async(retrieve_now)(question, k=10, as_unseen=True)
+    [unseen_score] = [found.score for found in unseen.articles if found.id == gift.pk]
+    assert text_score <= unseen_score < 0.99
 
 
 async def test_it_returns_k_articles_best_first(articles, settings):
