@@ -81,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=18100, help="port for Daphne on 127.0.0.1")
     parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIR")
+    parser.add_argument(
+        "--knowledge",
+        action="store_true",
+        help="seed the knowledge base (MiniLM) so that every reply retrieves its articles and is "
+        "grounded in them (the bare model gets the same articles); then N=1 again with every "
+        "article switched off: time to first token with and without retrieval, side by side",
+    )
     args = parser.parse_args(argv)
     args.sessions = [int(n) for n in args.sessions.split(",") if n.strip()]
     if args.messages is None:
@@ -116,6 +123,7 @@ class Server:
             ENGINE_BATCH_WAIT_MS=str(args.batch_wait_ms),
             ENGINE_THREADS=str(args.threads),
             GENERATION_MAX_NEW_TOKENS=str(args.max_new_tokens),
+            KNOWLEDGE_POLL_SECONDS="1",
             PYTHONPATH=str(ROOT),
         )
         self.process: subprocess.Popen | None = None
@@ -139,6 +147,9 @@ class Server:
 
     def prepare(self) -> None:
         self.manage("migrate", "--noinput")
+        if self.args.knowledge:
+            print("seeding the knowledge base (embedding 61 articles)...", flush=True)
+            self.manage("seed_knowledge_base")
         if self.args.checkpoint is None and not self.args.quick:
             self.args.checkpoint = newest_starter_checkpoint(self.env)
         if self.args.checkpoint is None:
@@ -183,6 +194,17 @@ class Server:
             except OSError:
                 time.sleep(0.1)
         raise SystemExit("Daphne did not start listening within 60 s.")
+
+    def switch_knowledge_off(self) -> None:
+        """Every article inactive (the web process notices within KNOWLEDGE_POLL_SECONDS)."""
+        self.manage(
+            "shell",
+            "-c",
+            "from django.utils import timezone\n"
+            "from knowledge.models import KnowledgeArticle\n"
+            "KnowledgeArticle.objects.update(is_active=False, updated_at=timezone.now())\n",
+        )
+        time.sleep(2)
 
     def memory(self) -> dict[str, int]:
         """The web process's memory (/proc status, bytes): RSS, its peak, anonymous part."""
@@ -360,6 +382,7 @@ async def run_phase(
 def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
     """Messages of the phase's conversations: counts, replies' tokens, and each reply's prompt."""
     from conversations.models import Message
+    from learning.chat_format import grounded_turns
 
     connection = sqlite3.connect(database)
     try:
@@ -367,7 +390,7 @@ def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
         ids = [c.replace("-", "") for c in conversations]
         rows = connection.execute(
             f"SELECT id, conversation_id, role, text, finish_reason, token_count, "
-            f"time_to_first_token_ms "
+            f"time_to_first_token_ms, grounding "
             f"FROM conversations_message WHERE conversation_id IN ({marks}) ORDER BY id",
             ids,
         ).fetchall()
@@ -377,14 +400,18 @@ def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
     prompts: dict[int, list[dict[str, str]]] = {}
     tokens: dict[int, int] = {}
     engine_ttft: dict[int, float] = {}
-    for pk, conversation, role, text, finish, count, first_ms in rows:
+    for pk, conversation, role, text, finish, count, first_ms, grounding in rows:
         earlier = history.setdefault(conversation, [])
         if role == "assistant":
-            prompts[pk] = [
-                {"role": r, "content": t}
-                for r, t, f in earlier
-                if r == "user" or f in Message.PROMPTABLE_REASONS
-            ]
+            # What the engine was prompted with: the history, after the articles shown.
+            prompts[pk] = grounded_turns(
+                [
+                    {"role": r, "content": t}
+                    for r, t, f in earlier
+                    if r == "user" or f in Message.PROMPTABLE_REASONS
+                ],
+                json.loads(grounding or "[]"),
+            )
             tokens[pk] = count or 0
             if first_ms is not None:
                 engine_ttft[pk] = first_ms
@@ -548,6 +575,7 @@ def measure(args: argparse.Namespace) -> int:
                 "rate": rate,
                 "bare": bare_rate,
                 "ttft": percentile(ttft, 0.5),
+                "engine": percentile(engine_ttft, 0.5),
                 "bare_first": bare_first,
             }
             if not counts_ok:
@@ -558,6 +586,8 @@ def measure(args: argparse.Namespace) -> int:
                 failures.append(f"N={n}: {phase.busy} busy answers below the queue limit")
             if n > args.max_queue and not phase.busy:
                 failures.append(f"N={n}: no busy answer above the queue limit")
+        if args.knowledge and 1 in results:
+            results[1].update(without_retrieval(args, server, questions))
         memory = server.memory()
         print(
             f"web process memory: RSS {memory['rss'] / 2**20:.0f} MiB (peak "
@@ -579,6 +609,19 @@ def measure(args: argparse.Namespace) -> int:
     return 0 if not failures else 1
 
 
+def without_retrieval(
+    args: argparse.Namespace, server: Server, questions: list[str]
+) -> dict[str, float]:
+    """N=1 again with every article switched off: no retrieval, no articles in the prompt."""
+    server.switch_knowledge_off()
+    phase = asyncio.run(run_phase(args.port, 1, args.messages, questions))
+    rows = read_phase_rows(server.database, phase.conversations)
+    replied = [r for r in phase.replies if r.bot_id is not None and r.first_delta]
+    ttft = [(r.first_delta - r.sent) * 1000 for r in replied]
+    engine = [rows["engine_ttft"][r.bot_id] for r in replied if r.bot_id in rows["engine_ttft"]]
+    return {"ttft_without": percentile(ttft, 0.5), "engine_without": percentile(engine, 0.5)}
+
+
 def check_targets(
     results: dict[int, dict[str, float]], memory: dict[str, int], weights: int
 ) -> list[str]:
@@ -596,6 +639,16 @@ def check_targets(
         print(f"N=32 vs bare generate at batch 32: {share:.2f}x (target >= 0.7x)")
         if share < 0.7:
             missed.append(f"N=32 tokens/s only {share:.2f}x bare generate")
+    if "ttft_without" in results.get(1, {}):
+        one = results[1]
+        added = one["ttft"] - one["ttft_without"]
+        in_engine = one["engine"] - one["engine_without"]
+        print(
+            f"N=1 TTFT p50 with retrieval {one['ttft']:.1f} ms (engine {one['engine']:.1f}), "
+            f"without {one['ttft_without']:.1f} ms (engine {one['engine_without']:.1f}): "
+            f"{added:+.1f} ms, of which outside the engine (retrieval) {added - in_engine:+.1f} "
+            f"ms and in it (the articles' longer prompt) {in_engine:+.1f} ms"
+        )
     if 1 in results:
         limit = 1.2 * results[1]["bare_first"] + 5
         print(f"N=1 TTFT p50 {results[1]['ttft']:.1f} ms vs bound {limit:.1f} ms (1.2x bare + 5)")
