@@ -132,7 +132,7 @@ def _measure(label: str, path: str, per_intent: int, samples: int) -> dict[str, 
     ]
     questions += [(q, None) for q in load_decline_questions().off_topic_held_back]
     model, tokenizer = load_checkpoint(path)
-    prompts = [prompt_ids(tokenizer, grounded_prompt(question)[0]) for question, _ in questions]
+    prompts = [prompt_ids(tokenizer, grounded_prompt(question).turns) for question, _ in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding
     started = time.monotonic()
     replies_in_order = greedy_continuations(

@@ -47,21 +47,38 @@ class ArticleMatrix:
     topics: tuple[str, ...] = ()  # the articles' topics, each once, sorted: what the bot knows
 
     def search(
-        self, query: np.ndarray, k: int, *, skip_identical: bool = False
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        temperature: float = 0.0,
+        skip_identical: bool = False,
     ) -> list[tuple[int, float]]:
         """(article i, cosine score) of the ``k`` articles nearest the unit vector ``query``, best
-        first; an article's score is that of its nearest vector. ``skip_identical`` ignores
-        vectors identical to ``query`` (the question is one of an article's example questions):
-        the articles score as they would for the question if it were not stored."""
+        first; an article's score is that of its nearest vector.
+
+        With ``temperature`` 0 articles rank by that score; above 0 by a soft maximum of their
+        vectors' cosines, ``t·log Σ exp(cos/t)``: an article that several vectors match (several
+        of its example questions are near the question) outranks one that a single vector
+        matches slightly better. ``skip_identical`` ignores vectors identical to ``query`` (the
+        question is one of an article's example questions): the articles score as they would
+        for the question if it were not stored."""
         row_scores = self.vectors @ query
         if skip_identical:
             row_scores = np.where(row_scores >= IDENTICAL_COSINE, -1.0, row_scores)
         scores = np.maximum.reduceat(row_scores, self.starts)
+        if temperature > 0:
+            # Shifted by the best cosine so that exp never overflows; the order is the same.
+            ranks = np.logaddexp.reduceat(
+                (row_scores - row_scores.max()) / temperature, self.starts
+            )
+        else:
+            ranks = scores
         k = min(k, len(scores))
         if k <= 0:
             return []
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
+        best = np.argpartition(-ranks, k - 1)[:k]
+        best = best[np.argsort(-ranks[best], kind="stable")]
         return [(int(article), float(scores[article])) for article in best]
 
 

@@ -98,10 +98,18 @@ def _retrieve_now(question: str, k: int, *, skip_identical: bool = False) -> Ret
         RetrievedArticle(
             id=articles.ids[i], title=articles.titles[i], text=articles.texts[i], score=score
         )
-        for i, score in articles.search(query, k, skip_identical=skip_identical)
+        for i, score in articles.search(
+            query,
+            k,
+            temperature=settings.KNOWLEDGE_RANK_TEMPERATURE,
+            skip_identical=skip_identical,
+        )
     )
     return Retrieval(
-        articles=found, best_score=found[0].score, enabled=True, topics=articles.topics
+        articles=found,
+        best_score=max(article.score for article in found),
+        enabled=True,
+        topics=articles.topics,
     )
 
 

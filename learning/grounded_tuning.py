@@ -11,8 +11,9 @@ version whose parent and anchor are θ₀, so the learning loop keeps it close t
   index and encoder that serve) and the question (``grounded_turns``); the target is the
   intent's answer. The training questions are also the articles' example questions, so each
   would retrieve its own article first with a perfect score; it is retrieved as unseen
-  (``as_unseen``: its own stored wording ignored), as a customer's new wording is, so that the
-  model learns to find the answer among the articles, not to copy the first one;
+  (``as_unseen``: its own stored wording ignored), as a customer's new wording is. A question
+  whose articles do not include its answer is left out: the model learns to answer from the
+  articles it is shown, never from memory (so that an article staff edit is what it says);
 - the questions of ``grounded_tuning_declines.json``, off-topic ones and requests for a person,
   with the (unrelated) articles retrieved for them; the target is the bot's decline
   (``decline_text``), so the model learns to say so when the articles do not answer.
@@ -112,10 +113,17 @@ def load_decline_questions() -> DeclineQuestions:
     )
 
 
-def grounded_prompt(question: str, *, as_unseen: bool = False) -> tuple[list[Turn], list[str]]:
-    """The chat's prompt for ``question`` alone (its articles' system turn and the question),
-    and what a decline would name; TuningError when the knowledge base is empty. ``as_unseen``:
-    the articles retrieved as if the question were not an article's example question."""
+@dataclass(frozen=True)
+class GroundedPrompt:
+    turns: list[Turn]  # the articles' system turn and the question
+    texts: tuple[str, ...]  # the texts of the articles shown
+    decline_topics: list[str]  # what a decline would name
+
+
+def grounded_prompt(question: str, *, as_unseen: bool = False) -> GroundedPrompt:
+    """The chat's prompt for ``question`` alone; TuningError when the knowledge base is empty.
+    ``as_unseen``: the articles retrieved as if the question were not an article's example
+    question."""
     retrieval = retrieve_now(question, as_unseen=as_unseen)
     if not retrieval.enabled:
         raise TuningError(
@@ -123,8 +131,10 @@ def grounded_prompt(question: str, *, as_unseen: bool = False) -> tuple[list[Tur
             "`manage.py seed_knowledge_base` first (bin/start does)."
         )
     articles = [asdict(article) for article in retrieval.articles]
-    return grounded_turns([{"role": "user", "content": question}], articles), decline_topics(
-        retrieval
+    return GroundedPrompt(
+        grounded_turns([{"role": "user", "content": question}], articles),
+        tuple(article.text for article in retrieval.articles),
+        decline_topics(retrieval),
     )
 
 
@@ -135,13 +145,14 @@ def tuning_examples(corpus: Corpus, config: TuningConfig) -> list[TuningExample]
     for intent in corpus.intents:
         count = min(config.questions_per_intent, len(intent.questions))
         for question in rng.sample(intent.questions, count):
-            prompt, _ = grounded_prompt(question, as_unseen=True)
-            examples.append(TuningExample(tuple(prompt), intent.answer, declines=False))
+            prompt = grounded_prompt(question, as_unseen=True)
+            if intent.answer in prompt.texts:
+                examples.append(TuningExample(tuple(prompt.turns), intent.answer, declines=False))
     declines = load_decline_questions()
     for question in (*declines.off_topic, *declines.person_requests):
-        prompt, topics = grounded_prompt(question)
-        text = decline_text(person_asked=asks_for_a_person(question), topics=topics)
-        examples.append(TuningExample(tuple(prompt), text, declines=True))
+        prompt = grounded_prompt(question)
+        text = decline_text(person_asked=asks_for_a_person(question), topics=prompt.decline_topics)
+        examples.append(TuningExample(tuple(prompt.turns), text, declines=True))
     return examples
 
 

@@ -62,7 +62,7 @@ def reply_of(turn) -> Message:
 
 
 async def test_a_question_that_matches_an_article_gets_a_reply_grounded_in_it(
-    articles, tiny_encoder, active_model_version
+    articles, tiny_encoder, active_model_version, settings
 ):
     track = articles["Track order"]
     socket, _ = await open_chat(await new_session_cookie())
@@ -82,7 +82,7 @@ async def test_a_question_that_matches_an_article_gets_a_reply_grounded_in_it(
     by_text = cosine(tiny_encoder, f"Track order\n\n{track.text}", IN_SCOPE)
     assert best["score"] == pytest.approx(by_question, abs=1e-5)
     assert by_text < TINY_ENCODER_MIN_SCORE <= by_question
-    assert len(reply.grounding) == 3  # KNOWLEDGE_TOP_K
+    assert len(reply.grounding) == settings.KNOWLEDGE_TOP_K == 1
     await socket.disconnect()
 
 
@@ -109,7 +109,9 @@ async def test_a_question_no_article_matches_is_declined_with_the_contact(
     await socket.disconnect()
 
 
-async def test_asking_for_a_person_is_declined_with_the_contact(articles, active_model_version):
+async def test_asking_for_a_person_is_declined_with_the_contact(
+    articles, active_model_version, settings
+):
     socket, _ = await open_chat(await new_session_cookie())
 
     turn = await chat_turn(socket, "can i talk to a human")
@@ -120,5 +122,5 @@ async def test_asking_for_a_person_is_declined_with_the_contact(articles, active
     assert turn["end"]["model_version"] is None
     reply = await reply_of(turn)
     assert (reply.text, reply.declined) == (text, True)
-    assert len(reply.grounding) == 3
+    assert len(reply.grounding) == settings.KNOWLEDGE_TOP_K
     await socket.disconnect()

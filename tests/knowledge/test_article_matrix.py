@@ -60,3 +60,24 @@ def test_skip_identical_scores_the_articles_as_if_the_question_were_not_stored()
     assert [i for i, _ in unseen] == [0, 2, 1]
     np.testing.assert_allclose(unseen[0][1], float(unit(1, 0.8) @ query), rtol=1e-6)
     np.testing.assert_allclose(unseen[2][1], float(unit(-1, 0) @ query), rtol=1e-6)
+
+
+def at_cosine(cosine: float, sign: float = 1.0) -> np.ndarray:
+    """A unit vector whose cosine with (1, 0) is ``cosine``."""
+    return unit(cosine, sign * (1 - cosine**2) ** 0.5)
+
+
+def test_a_temperature_ranks_by_a_soft_maximum_and_keeps_the_nearest_cosine_as_the_score():
+    # Article 0 has one vector at 0.90; article 1 three at 0.85 (several example questions).
+    articles = matrix(
+        [at_cosine(0.90)], [at_cosine(0.85), at_cosine(0.85, -1), at_cosine(0.85)], [unit(0, 1)]
+    )
+    query = unit(1, 0)
+
+    nearest = articles.search(query, 3)
+    soft = articles.search(query, 3, temperature=0.1)  # 0.1·ln 3 = 0.11 > 0.05 apart
+
+    assert [i for i, _ in nearest] == [0, 1, 2]
+    assert [i for i, _ in soft] == [1, 0, 2]
+    np.testing.assert_allclose([score for _, score in soft], [0.85, 0.90, 0.0], atol=1e-6)
+    assert [i for i, _ in articles.search(query, 3, temperature=0.01)] == [0, 1, 2]

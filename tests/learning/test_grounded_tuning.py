@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from conversations.services import decline_text
+from knowledge.models import KnowledgeArticle
+from knowledge.services import do_save_article, do_seed_articles
 from learning import grounded_tuning
 from learning.checkpoints import load_checkpoint, read_metadata
 from learning.grounded_tuning import (
@@ -23,7 +25,6 @@ from learning.grounded_tuning import (
 from learning.models import ModelVersion
 from learning.starter.corpus import load_corpus
 from learning.versions import register_version
-from tests.knowledge.articles import ARTICLES, add_all_articles
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,8 +39,12 @@ def corpus():
 
 
 @pytest.fixture
-def articles(tiny_encoder):
-    return add_all_articles()
+def articles(tiny_encoder, settings, corpus):
+    """The corpus's four intents as articles, as seed_knowledge_base adds them; three of them in
+    every prompt."""
+    settings.KNOWLEDGE_TOP_K = 3
+    do_seed_articles(corpus)
+    return {article.title: article for article in KnowledgeArticle.objects.all()}
 
 
 @pytest.fixture
@@ -60,9 +65,10 @@ def test_it_prompts_with_the_articles_retrieved_and_declines_the_questions_it_sh
         system, user = example.prompt
         assert (system["role"], user["role"], example.declines) == ("system", "user", False)
         assert user["content"] in intent.questions  # training questions only
-        assert sum(title in system["content"] for title in ARTICLES) == 3  # KNOWLEDGE_TOP_K
+        assert sum(title in system["content"] for title in articles) == 3  # KNOWLEDGE_TOP_K
         assert example.reply == intent.answer
-    topics = sorted({topic for topic, _ in ARTICLES.values()})
+        assert intent.answer in system["content"]
+    topics = sorted({intent.topic for intent in corpus.intents})
     off_topic, person = refusals[0], refusals[-1]
     assert off_topic.prompt[1]["content"] == declines.off_topic[0]
     assert off_topic.reply == decline_text(person_asked=False, topics=topics)
@@ -71,6 +77,21 @@ def test_it_prompts_with_the_articles_retrieved_and_declines_the_questions_it_sh
     assert all(example.declines for example in refusals)
     held_back = set(declines.off_topic_held_back)
     assert not held_back & {example.prompt[1]["content"] for example in examples}
+
+
+def test_it_leaves_out_a_question_whose_articles_do_not_hold_its_answer(articles, corpus):
+    # Staff rewrote one article: the corpus's answer is in no article, so nothing teaches the
+    # model to give it (it answers from the articles it is shown, never from memory).
+    track = articles["Track order"]
+    old_answer = track.text
+    track.text = "Track your parcel in the Northwind app under Orders."
+    do_save_article(track)
+
+    answers = [example for example in tuning_examples(corpus, CONFIG) if not example.declines]
+
+    assert len(answers) == 6
+    assert all(example.reply in example.prompt[0]["content"] for example in answers)
+    assert old_answer not in {example.reply for example in answers}
 
 
 def test_it_trains_the_top_layers_only_and_the_loss_falls(articles, corpus, tiny_checkpoint):
