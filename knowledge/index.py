@@ -55,7 +55,22 @@ class ArticleMatrix:
         skip_identical: bool = False,
     ) -> list[tuple[int, float]]:
         """(article i, cosine score) of the ``k`` articles nearest the unit vector ``query``, best
-        first; an article's score is that of its nearest vector.
+        first (``scored_search``'s first part)."""
+        return self.scored_search(query, k, temperature=temperature, skip_identical=skip_identical)[
+            0
+        ]
+
+    def scored_search(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        temperature: float = 0.0,
+        skip_identical: bool = False,
+    ) -> tuple[list[tuple[int, float]], float]:
+        """(article i, cosine score) of the ``k`` articles nearest the unit vector ``query``, best
+        first, and the best score of any article; an article's score is that of its nearest
+        vector.
 
         With ``temperature`` 0 articles rank by that score; above 0 by a soft maximum of their
         vectors' cosines, ``t·log Σ exp(cos/t)``: an article that several vectors match (several
@@ -76,10 +91,10 @@ class ArticleMatrix:
             ranks = scores
         k = min(k, len(scores))
         if k <= 0:
-            return []
+            return [], 0.0
         best = np.argpartition(-ranks, k - 1)[:k]
         best = best[np.argsort(-ranks[best], kind="stable")]
-        return [(int(article), float(scores[article])) for article in best]
+        return [(int(article), float(scores[article])) for article in best], float(scores.max())
 
 
 @dataclass(frozen=True)

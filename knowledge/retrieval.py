@@ -94,23 +94,20 @@ def _retrieve_now(question: str, k: int, *, skip_identical: bool = False) -> Ret
             )
         return NOTHING
     query = encoder.encode([question])[0]
+    ranked, best_score = articles.scored_search(
+        query,
+        k,
+        temperature=settings.KNOWLEDGE_RANK_TEMPERATURE,
+        skip_identical=skip_identical,
+    )
     found = tuple(
         RetrievedArticle(
             id=articles.ids[i], title=articles.titles[i], text=articles.texts[i], score=score
         )
-        for i, score in articles.search(
-            query,
-            k,
-            temperature=settings.KNOWLEDGE_RANK_TEMPERATURE,
-            skip_identical=skip_identical,
-        )
+        for i, score in ranked
     )
-    return Retrieval(
-        articles=found,
-        best_score=max(article.score for article in found),
-        enabled=True,
-        topics=articles.topics,
-    )
+    # The decline threshold was calibrated on the best article's score, whichever ranks first.
+    return Retrieval(articles=found, best_score=best_score, enabled=True, topics=articles.topics)
 
 
 def _retrieval_executor() -> ThreadPoolExecutor:

@@ -73,7 +73,7 @@ class TuningError(Exception):
 class TuningConfig:
     """What the one-time tuning trains on, and how long (``max_steps``: a cap, for tests)."""
 
-    questions_per_intent: int = 3
+    questions_per_intent: int = 5
     epochs: int = 3
     trained_layers: int = 6
     batch_size: int = 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from knowledge.index import ArticleMatrix
 
@@ -81,3 +82,7 @@ def test_a_temperature_ranks_by_a_soft_maximum_and_keeps_the_nearest_cosine_as_t
     assert [i for i, _ in soft] == [1, 0, 2]
     np.testing.assert_allclose([score for _, score in soft], [0.85, 0.90, 0.0], atol=1e-6)
     assert [i for i, _ in articles.search(query, 3, temperature=0.01)] == [0, 1, 2]
+    # The best score (what the decline threshold is compared with) is any article's best.
+    first, best = articles.scored_search(query, 1, temperature=0.1)
+    assert [i for i, _ in first] == [1]
+    assert best == pytest.approx(0.90, abs=1e-6)
