@@ -158,6 +158,9 @@ CHAT_MAX_CONVERSATION_MESSAGES = envint("CHAT_MAX_CONVERSATION_MESSAGES", 200, m
 CHATBOT_BASE_MODEL = envstr("CHATBOT_BASE_MODEL", "smollm2")
 GENERATION_MAX_NEW_TOKENS = envint("GENERATION_MAX_NEW_TOKENS", 96, minimum=1)
 GENERATION_MAX_CONTEXT_TOKENS = envint("GENERATION_MAX_CONTEXT_TOKENS", 384, minimum=16)
+# Earlier turns a grounded prompt keeps before the customer's last message (0: none). SmolLM2-135M
+# tuned on single questions copies its earlier replies' wording when shown them.
+GROUNDED_HISTORY_TURNS = envint("GROUNDED_HISTORY_TURNS", 0, minimum=0)
 GENERATION_TEMPERATURE = envfloat("GENERATION_TEMPERATURE", 0.0, minimum=0.0)
 GENERATION_SEED = envint("GENERATION_SEED", 0)
 ENGINE_POLL_SECONDS = envfloat("ENGINE_POLL_SECONDS", 2.0, minimum=0.0)

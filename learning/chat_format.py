@@ -46,12 +46,23 @@ def chat_ids(tokenizer: Any, turns: Sequence[Turn], *, add_generation_prompt: bo
     return list(ids)
 
 
-def grounded_turns(turns: Sequence[Turn], articles: Sequence[Article]) -> list[Turn]:
+def grounded_turns(
+    turns: Sequence[Turn], articles: Sequence[Article], *, history: int | None = None
+) -> list[Turn]:
     """``turns`` after a system turn that asks the model to answer from ``articles`` (best
-    first, numbered, each its title and text); with no articles, ``turns`` as they are."""
+    first, numbered, each its title and text); with no articles, ``turns`` as they are.
+
+    A grounded prompt keeps the ``history`` (GROUNDED_HISTORY_TURNS) turns before the last
+    one: the articles were retrieved for the last message alone, and a small model shown
+    earlier answers copies their wording instead of the article's."""
     copied = [dict(turn) for turn in turns]
     if not articles:
         return copied
+    if history is None:
+        from django.conf import settings
+
+        history = settings.GROUNDED_HISTORY_TURNS
+    copied = copied[-(history + 1) :]
     shown = "\n\n".join(
         f"{number}. {article['title']}\n{article['text']}"
         for number, article in enumerate(articles, start=1)

@@ -144,9 +144,11 @@ async def test_a_decline_needs_no_model_and_can_be_rated(retrieved):
     await socket.disconnect()
 
 
+@pytest.mark.parametrize("history", [0, 2])
 async def test_it_answers_from_the_articles_when_they_match(
-    retrieved, engine_prompts, active_model_version
+    retrieved, engine_prompts, active_model_version, settings, history
 ):
+    settings.GROUNDED_HISTORY_TURNS = history
     retrieved["answer"] = found(SHIPPING, RETURNS)
     socket, _ = await open_chat(await new_session_cookie())
 
@@ -157,12 +159,15 @@ async def test_it_answers_from_the_articles_when_they_match(
     assert engine_prompts[0] == grounded_turns([question], AS_STORED)
     assert engine_prompts[0][0]["role"] == "system"
     assert "1. Shipping cost\nStandard shipping costs 4.90 EUR." in engine_prompts[0][0]["content"]
-    # The next turn is grounded in its own retrieval; the earlier reply is plain history.
-    assert engine_prompts[1][1:] == [
+    # The next turn is grounded in its own retrieval; the earlier turns are plain history, as
+    # many as GROUNDED_HISTORY_TURNS keeps.
+    assert engine_prompts[1][0]["role"] == "system"
+    conversation = [
         question,
         {"role": "assistant", "content": first["end"]["text"]},
         {"role": "user", "content": "and returns?"},
     ]
+    assert engine_prompts[1][1:] == conversation[2 - history :]
     assert first["end"]["model_version"] == active_model_version.name
     reply = await reply_of(first)
     assert reply.grounding == AS_STORED

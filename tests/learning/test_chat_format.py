@@ -94,7 +94,7 @@ ARTICLES = [
 
 
 def test_it_puts_the_articles_in_a_system_turn_before_the_conversation():
-    turns = grounded_turns(CONVERSATION, ARTICLES)
+    turns = grounded_turns(CONVERSATION, ARTICLES, history=len(CONVERSATION))
 
     system, *rest = turns
     assert rest == CONVERSATION and rest[0] is not CONVERSATION[0]  # copies, in order
@@ -108,12 +108,23 @@ def test_it_puts_the_articles_in_a_system_turn_before_the_conversation():
     assert grounded_turns(CONVERSATION, []) == CONVERSATION
 
 
+def test_a_grounded_prompt_keeps_the_last_message_and_the_history_asked_for(settings):
+    settings.GROUNDED_HISTORY_TURNS = 0
+
+    system, *rest = grounded_turns(CONVERSATION, ARTICLES)
+
+    assert system["role"] == "system"
+    assert rest == CONVERSATION[-1:]  # the articles were retrieved for it alone
+    assert grounded_turns(CONVERSATION, ARTICLES, history=1)[1:] == CONVERSATION[-2:]
+    settings.GROUNDED_HISTORY_TURNS = 1
+    assert grounded_turns(CONVERSATION, ARTICLES)[1:] == CONVERSATION[-2:]
+
+
 def test_a_template_without_system_turns_prompts_as_if_ungrounded(tiny):
     _, tokenizer = tiny  # the starter's template renders user and assistant turns only
 
-    assert prompt_ids(tokenizer, grounded_turns(CONVERSATION, ARTICLES)) == prompt_ids(
-        tokenizer, CONVERSATION
-    )
+    grounded = grounded_turns(CONVERSATION, ARTICLES, history=len(CONVERSATION))
+    assert prompt_ids(tokenizer, grounded) == prompt_ids(tokenizer, CONVERSATION)
 
 
 def test_it_drops_the_oldest_turn_after_a_leading_system_turn():
@@ -127,7 +138,7 @@ def test_it_drops_the_oldest_turn_after_a_leading_system_turn():
 
 def test_a_grounded_prompt_loses_whole_old_turns_and_keeps_its_articles(system_turn_tokenizer):
     tokenizer = system_turn_tokenizer
-    system, *_ = grounded_turns(CONVERSATION, ARTICLES)
+    system, *_ = grounded_turns(CONVERSATION, ARTICLES, history=len(CONVERSATION))
     turns = [system, *CONVERSATION, {"role": "assistant", "content": "Two to four days."}]
     turns.append({"role": "user", "content": "And express?"})
     newest = [system, *turns[3:]]  # the first question and its answer gone
