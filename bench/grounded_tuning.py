@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
 
-DECLINE_WORDS = "i can't help with that"
 TUNING_OPTIONS = {
     "questions_per_intent": int,
     "epochs": int,
@@ -120,6 +119,7 @@ def _tune(base_path: str, config) -> str:
 def _measure(label: str, path: str, per_intent: int, samples: int) -> dict[str, float]:
     from django.conf import settings
 
+    from conversations.services import is_decline
     from learning.chat_format import greedy_continuations, prompt_ids, states_facts
     from learning.checkpoints import load_checkpoint
     from learning.grounded_tuning import grounded_prompt, load_decline_questions
@@ -148,7 +148,7 @@ def _measure(label: str, path: str, per_intent: int, samples: int) -> dict[str, 
     for i, (question, intent) in enumerate(questions):
         reply = replies[i]
         if intent is None:
-            (declined if DECLINE_WORDS in reply.lower() else not_declined).append((question, reply))
+            (declined if is_decline(reply) else not_declined).append((question, reply))
         else:
             (answered if states_facts(reply, intent.facts) else missed).append((question, reply))
     print(f"\n{label} ({path}): sample replies")
