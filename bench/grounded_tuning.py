@@ -11,7 +11,7 @@ retrieved for each question in the prompt and no decline threshold (the model al
 
 - the corpus's held-out paraphrases (``eval_questions``): the share that states every fact;
 - the off-topic questions held back from the tuning (``grounded_tuning_declines.json``): the
-  share declined (the reply says the decline's "I can't help with that").
+  share declined (the reply is a decline, as `services.is_decline` records one).
 
 ``--tuned DIR`` measures a tuned checkpoint instead of tuning; ``--compare-bf16 N`` runs N steps
 of the tuning in fp32 and in bf16 autocast from the same weights and prints both losses and
