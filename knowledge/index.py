@@ -56,9 +56,10 @@ class ArticleMatrix:
     ) -> list[tuple[int, float]]:
         """(article i, cosine score) of the ``k`` articles nearest the unit vector ``query``, best
         first (``scored_search``'s first part)."""
-        return self.scored_search(query, k, temperature=temperature, skip_identical=skip_identical)[
-            0
-        ]
+        ranked, _ = self.scored_search(
+            query, k, temperature=temperature, skip_identical=skip_identical
+        )
+        return ranked
 
     def scored_search(
         self,
