@@ -58,7 +58,7 @@ async def test_an_article_is_found_by_its_example_questions(articles):
     # As a new wording of it would be: by its other vectors (what the base model's tuning sees).
     unseen = await sync_to_async(retrieve_now)(question, k=10, as_unseen=True)
     [unseen_score] = [found.score for found in unseen.articles if found.id == gift.pk]
-    assert text_score <= unseen_score < 0.99
+    assert text_score - 1e-6 <= unseen_score < 0.99  # float32 sums may differ in the last bit
 
 
 async def test_it_returns_k_articles_best_first(articles, settings):
