@@ -216,6 +216,9 @@ LEARNING_BATCH_SIZE = envint("LEARNING_BATCH_SIZE", 8, minimum=1)
 LEARNING_REPLAY_SHARE = envfloat("LEARNING_REPLAY_SHARE", 0.5, minimum=0.0)
 # Share of θ₀ averaged into the weights after training (0: off).
 LEARNING_AVERAGE_WITH_ANCHOR = envfloat("LEARNING_AVERAGE_WITH_ANCHOR", 0.0, minimum=0.0)
+# EWC: the anchor's Fisher is estimated on at most this many replay examples (one backward pass
+# each; an evenly spaced sample of them), once per anchor.
+LEARNING_FISHER_MAX_EXAMPLES = envint("LEARNING_FISHER_MAX_EXAMPLES", 128, minimum=1)
 LEARNING_GRAD_CLIP = envfloat("LEARNING_GRAD_CLIP", 1.0, minimum=0.0)
 LEARNING_SEED = envint("LEARNING_SEED", 0)
 LEARNING_MAX_TOKENS = envint("LEARNING_MAX_TOKENS", 256, minimum=16)

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 import torch
 
-from learning.chat_format import greedy_replies, padding_id, states_facts
+from learning.chat_format import (
+    Turn,
+    greedy_continuations,
+    grounded_turns,
+    padding_id,
+    prompt_ids,
+    states_facts,
+)
 from learning.examples import TrainingExample, encode_turn
 from learning.losses import collate, token_logprobs
 
@@ -20,17 +27,38 @@ class GoldenCase:
     question: str
     expected_answer: str
     required_facts: tuple[str, ...]
+    grounded: bool = False  # asked with the expected answer shown as the article
+
+    @property
+    def turns(self) -> list[Turn]:
+        """The prompt: the question, after the article's system turn when ``grounded``.
+
+        A grounded model answers from the article it is shown; the promise it must keep is to
+        state the expected answer's facts when shown them, not to recite them from memory.
+        """
+        turns: list[Turn] = [{"role": "user", "content": self.question}]
+        if not self.grounded:
+            return turns
+        return grounded_turns(turns, [{"title": self.question, "text": self.expected_answer}])
 
 
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], *, max_tokens: int) -> list[Encoded]:
     """(question, answer) pairs as single-turn (prompt ids, reply ids, +1) triples."""
-    encoded = []
-    for question, answer in pairs:
-        prompt, reply = encode_turn(
-            tokenizer, [{"role": "user", "content": question}], answer, max_tokens=max_tokens
-        )
-        encoded.append((prompt, reply, 1))
-    return encoded
+    return encode_prompts(
+        tokenizer,
+        [([{"role": "user", "content": question}], answer) for question, answer in pairs],
+        max_tokens=max_tokens,
+    )
+
+
+def encode_prompts(
+    tokenizer, prompts: Sequence[tuple[Sequence[Turn], str]], *, max_tokens: int
+) -> list[Encoded]:
+    """(prompt turns, answer) pairs as (prompt ids, reply ids, +1) triples."""
+    return [
+        (*encode_turn(tokenizer, turns, answer, max_tokens=max_tokens), 1)
+        for turns, answer in prompts
+    ]
 
 
 @torch.no_grad()
@@ -90,8 +118,8 @@ def golden_metrics(
     """Perplexity of the expected answers, and the share of replies stating the required facts."""
     if not cases:
         return {"golden_count": 0}
-    encoded = encode_pairs(
-        tokenizer, [(c.question, c.expected_answer) for c in cases], max_tokens=max_tokens
+    encoded = encode_prompts(
+        tokenizer, [(c.turns, c.expected_answer) for c in cases], max_tokens=max_tokens
     )
     metrics: dict[str, float | int] = {
         "golden_count": len(cases),
@@ -101,7 +129,8 @@ def golden_metrics(
     }
     with_facts = [c for c in cases if c.required_facts]
     if with_facts:
-        replies = greedy_replies(model, tokenizer, [c.question for c in with_facts], device=device)
+        prompts = [prompt_ids(tokenizer, c.turns) for c in with_facts]
+        replies = greedy_continuations(model, tokenizer, prompts, device=device)
         correct = sum(
             states_facts(reply, c.required_facts)
             for reply, c in zip(replies, with_facts, strict=True)

@@ -3,7 +3,9 @@
 A pretrained chat model (SmolLM2) knows English, not the shop: given the retrieved articles it
 paraphrases them, misses facts and answers off-topic questions anyway. ``tune_base_version``
 fine-tunes θ₀ once on the corpus in the format the chat serves, and registers the result as a
-version whose parent and anchor are θ₀, so the learning loop keeps it close to θ₀:
+version whose parent is the pretrained model and whose anchor is itself: the learning loop keeps
+the model close to the tuned weights (pulled toward the pretrained ones, each run would also
+undo the tuning):
 
 - for each intent, ``questions_per_intent`` of its training ``questions`` (never its
   ``eval_questions``: the benchmarks hold them out), prompted as the chat prompts them: a system
@@ -245,9 +247,14 @@ def tune_base_version(
         if not destination.exists():
             _tune_checkpoint(base, examples, config, destination, log)
         metrics = {k: v for k, v in read_metadata(destination).items() if k.startswith("tuning_")}
-        version = register_version(
-            name, str(destination), ModelVersion.Source.TRAINED, base, base, metrics
-        )
+        version = register_version(name, str(destination), ModelVersion.Source.TRAINED, base)
+        version.metrics = metrics
+    if version.anchor_id != version.pk:
+        # θ₀ of the learning loop is the tuned model, not the pretrained one: pulled toward
+        # SmolLM2 as downloaded, every run would also undo the tuning that makes it answer
+        # from the articles.
+        version.anchor = version
+        version.save(update_fields=["anchor", "metrics"])
     return activate_version(version, note=f"{base.name} tuned for the task (grounded answers)")
 
 

@@ -23,11 +23,13 @@ from learning.evaluation import GoldenCase
 from learning.examples import ExampleSet
 
 
-def active_golden_cases() -> list[GoldenCase]:
+def active_golden_cases(*, grounded: bool = False) -> list[GoldenCase]:
+    """The active golden examples; ``grounded``: asked with the expected answer as the article
+    (for a base tuned to answer from articles)."""
     from learning.models import GoldenExample
 
     return [
-        GoldenCase(g.question, g.expected_answer, tuple(g.required_facts or ()))
+        GoldenCase(g.question, g.expected_answer, tuple(g.required_facts or ()), grounded)
         for g in GoldenExample.objects.filter(is_active=True)
     ]
 

@@ -27,17 +27,17 @@ from learning.checkpoints import BASE_CHECKPOINT_KEY, load_checkpoint, pick_devi
 from learning.evaluation import (
     Encoded,
     GoldenCase,
-    encode_pairs,
+    encode_prompts,
     measure_model,
     reply_logprob_sums,
 )
 from learning.examples import ExampleSet, build_examples_from_feedback
-from learning.fisher import cached_fisher
+from learning.fisher import cached_fisher, fisher_sample
 from learning.gate import judge_candidate
 from learning.models import ModelVersion, TrainingRun
 from learning.precision import precision_name
 from learning.protected import active_golden_cases, drop_golden_overrides
-from learning.retention import gate_retention_pairs, known_intent_count, replay_pairs
+from learning.retention import is_grounded, known_intent_count, retention_prompts
 from learning.training import Hyperparameters, planned_steps, train_candidate
 from learning.versions import LearningError, anchor_for, promote_version, register_version
 
@@ -58,6 +58,7 @@ class RunSettings:
     per_owner_cap: int
     heldout_share: float
     max_perplexity_rise: float
+    fisher_max_examples: int
     device: torch.device
     checkpoint_dir: Path
 
@@ -69,6 +70,7 @@ class RunSettings:
             per_owner_cap=settings.LEARNING_PER_OWNER_CAP,
             heldout_share=settings.LEARNING_HELDOUT_SHARE,
             max_perplexity_rise=settings.LEARNING_MAX_PERPLEXITY_RISE,
+            fisher_max_examples=settings.LEARNING_FISHER_MAX_EXAMPLES,
             device=pick_device(settings.LEARNING_DEVICE),
             checkpoint_dir=Path(settings.CHECKPOINT_DIR),
         )
@@ -83,6 +85,7 @@ class _RunInputs:
     # With LoRA: the frozen base the adapter applies to (θ₀ when anchored on the base).
     adapter_base: ModelVersion | None
     known_intents: int | None  # corpus intents the anchor was trained on (None: all)
+    grounded: bool  # the anchor answers from articles: retention and golden prompts show them
     model: Any  # the parent's weights (with LoRA: an adapter on its base), trained in place
     tokenizer: Any
     pad_id: int
@@ -129,6 +132,7 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
     else:
         anchor = anchor_for(parent, hp.anchor)
     known = known_intent_count(anchor.checkpoint_path)  # what the base knew
+    grounded = is_grounded(anchor.checkpoint_path)
     pad_id = padding_id(tokenizer)
     examples = build_examples_from_feedback(
         tokenizer,
@@ -138,7 +142,7 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
         heldout_share=config.heldout_share,
         seed=hp.seed,
     )
-    golden_cases = active_golden_cases()
+    golden_cases = active_golden_cases(grounded=grounded)
     protected = drop_golden_overrides(
         model, tokenizer, examples, golden_cases, device=config.device
     )
@@ -149,7 +153,7 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
                 "review that feedback, or update the golden examples if the policy changed."
             )
         raise LearningError("No usable feedback to learn from.")
-    replay = _encoded_replay(tokenizer, known, hp) if hp.replay_share > 0 else []
+    replay = _encoded_retention("replay", tokenizer, known, grounded, hp)
     _save(
         run,
         parent=parent,
@@ -164,14 +168,13 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
         anchor=anchor,
         adapter_base=adapter_base,
         known_intents=known,
+        grounded=grounded,
         model=model,
         tokenizer=tokenizer,
         pad_id=pad_id,
         examples=examples,
         replay=replay,
-        retention=encode_pairs(
-            tokenizer, gate_retention_pairs(max_intents=known), max_tokens=hp.max_tokens
-        ),
+        retention=_encoded_retention("gate", tokenizer, known, grounded, hp),
         golden_cases=golden_cases,
     )
 
@@ -228,11 +231,19 @@ def _prepare_anchor(inputs: _RunInputs, config: RunSettings) -> _AnchorTerms:
     fisher = reference = None
     with at_anchor:
         if hp.regularizer == "ewc":
+            sample = fisher_sample(
+                inputs.replay
+                or _encoded_retention(
+                    "replay", inputs.tokenizer, inputs.known_intents, inputs.grounded, hp
+                ),
+                config.fisher_max_examples,
+            )
+            grounding = ".grounded" if inputs.grounded else ""
             fisher = cached_fisher(
                 config.checkpoint_dir / "fisher",
-                fisher_key,
+                f"{fisher_key}.n{len(sample)}{grounding}",
                 anchor_model,
-                inputs.replay or _encoded_replay(inputs.tokenizer, inputs.known_intents, hp),
+                sample,
                 pad_id=inputs.pad_id,
                 device=config.device,
             )
@@ -247,12 +258,15 @@ def _prepare_anchor(inputs: _RunInputs, config: RunSettings) -> _AnchorTerms:
     return _AnchorTerms(state=state, fisher=fisher, reference_logps=reference)
 
 
-def _encoded_replay(
-    tokenizer: Any, known_intents: int | None, hp: Hyperparameters
+def _encoded_retention(
+    which: str, tokenizer: Any, known_intents: int | None, grounded: bool, hp: Hyperparameters
 ) -> list[Encoded]:
-    return encode_pairs(
-        tokenizer, replay_pairs(max_intents=known_intents), max_tokens=hp.max_tokens
-    )
+    """The encoded ``"gate"`` or ``"replay"`` retention prompts (none to replay when the
+    replay share is 0)."""
+    if which == "replay" and hp.replay_share <= 0:
+        return []
+    prompts = retention_prompts(which, grounded=grounded, max_intents=known_intents)
+    return encode_prompts(tokenizer, prompts, max_tokens=hp.max_tokens)
 
 
 def _measure(inputs: _RunInputs, config: RunSettings) -> dict[str, Any]:

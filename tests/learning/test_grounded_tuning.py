@@ -24,7 +24,7 @@ from learning.grounded_tuning import (
 )
 from learning.models import ModelVersion
 from learning.starter.corpus import load_corpus
-from learning.versions import register_version
+from learning.versions import anchor_for, register_version
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,7 +121,9 @@ def test_it_registers_the_tuned_model_under_its_base_and_activates_it(articles, 
 
     assert tuned.name.startswith("tiny-base-grounded-")
     assert (tuned.source, tuned.status) == ("trained", "active")
-    assert (tuned.parent, tuned.anchor) == (base, base)
+    # The loop's θ₀ is the tuned model: its runs are pulled toward it, not toward the base.
+    assert (tuned.parent, tuned.anchor) == (base, tuned)
+    assert anchor_for(tuned, "base") == tuned
     base.refresh_from_db()
     assert base.status == "ready"  # θ₀ stays registered, and answers nobody
     metadata = read_metadata(tuned.checkpoint_path)
@@ -139,7 +141,9 @@ def test_it_reuses_a_tuned_checkpoint_of_the_same_base_and_examples(
     articles, corpus, base, monkeypatch
 ):
     first = tune_base_version(base, config=CONFIG, corpus=corpus, log=lambda line: None)
-    first.delete()  # a new database on the same CHECKPOINT_DIR
+    # A new database on the same CHECKPOINT_DIR (the version is its own anchor: unset first).
+    ModelVersion.objects.filter(pk=first.pk).update(anchor=None)
+    first.delete()
     monkeypatch.setattr(grounded_tuning, "tune", lambda *args, **kwargs: pytest.fail("tuned"))
 
     again = tune_base_version(base, config=CONFIG, corpus=corpus, log=lambda line: None)

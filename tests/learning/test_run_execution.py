@@ -170,3 +170,49 @@ def test_a_finished_run_is_not_executed_again(active_model_version, checkpoints)
 
     assert ModelVersion.objects.count() == versions
     assert TrainingRun.objects.get(pk=run.pk).attempts == 1
+
+
+def test_an_ewc_run_estimates_the_fisher_on_a_capped_sample(
+    active_model_version, checkpoints, settings, monkeypatch
+):
+    settings.LEARNING_FISHER_MAX_EXAMPLES = 5
+    sizes = []
+    real = run_pipeline.cached_fisher
+
+    def counting(cache_dir, key, model, encoded, **kwargs):
+        sizes.append(len(encoded))
+        return real(cache_dir, key, model, encoded, **kwargs)
+
+    monkeypatch.setattr(run_pipeline, "cached_fisher", counting)
+    rate_consistently(rounds=1)
+
+    run = runs.execute_training_run(queue(max_steps=2, regularizer="ewc").pk)
+
+    assert run.error == "" and sizes == [5]  # of the ~100 replay examples
+    [cached] = (checkpoints / "fisher").iterdir()
+    assert cached.name == f"{active_model_version.name}.n5.fisher.safetensors"
+
+
+def test_a_grounded_anchor_is_measured_and_replayed_with_its_article(
+    active_model_version, checkpoints, monkeypatch
+):
+    from learning.checkpoints import read_metadata
+
+    encoded = {}
+    real = run_pipeline.encode_prompts
+
+    def recording(tokenizer, prompts, *, max_tokens):
+        encoded.setdefault("first", prompts)
+        return real(tokenizer, prompts, max_tokens=max_tokens)
+
+    metadata = {**read_metadata(active_model_version.checkpoint_path), "tuning_config": {}}
+    monkeypatch.setattr(run_pipeline, "is_grounded", lambda path: "tuning_config" in metadata)
+    monkeypatch.setattr(run_pipeline, "encode_prompts", recording)
+    rate_consistently(rounds=1)
+
+    run = runs.execute_training_run(queue(max_steps=2).pk)
+
+    assert run.error == ""
+    turns, answer = encoded["first"][0]
+    assert [t["role"] for t in turns] == ["system", "user"]
+    assert answer in turns[0]["content"]  # the intent's answer is the article shown
