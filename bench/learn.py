@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/learn.py --checkpoint var/checkpoints/starter-0-…   # full
     .venv/bin/python bench/learn.py --quick                                   # ~minutes
+    .venv/bin/python bench/learn.py --checkpoint var/checkpoints/smollm2-135m-instruct-grounded-… \
+        --configs default,lambda=0,staff-edit --seeds 0,1,2                   # the grounded base
 
 Customers are websocket clients of the real chat consumer (channels' WebsocketCommunicator on
 the project's ASGI application); their ratings are stored as Feedback; each round queues a real
@@ -14,6 +16,13 @@ paraphrases, unchanged-intent accuracy (and relative to the base), retention per
 relative to the base, the share of thumbs-up, the gate's decision and the training time; then
 one summary line per configuration. ``--quick`` uses 4 changed + 8 unchanged intents, a small
 model built on the spot, fewer customers and two configurations.
+
+A ``--checkpoint`` tuned to answer from the knowledge base (bin/start's default base) is
+measured as it serves: its knowledge base is seeded with the old policies, every question
+retrieves its article (or is declined below the threshold), the off-topic questions of
+``learning/benchmark/off_topic.json`` are asked too, and the ``staff-edit`` configuration edits
+the changed articles after round 1. ``--seeds`` repeats everything per seed and prints the
+median and range of each configuration's last changed-held-out share.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", help="comma-separated names (default: all for the mode)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", help="comma-separated seeds: a distribution (overrides --seed)")
+    parser.add_argument(
+        "--per-changed-intent", type=int, help="customers asking each changed intent a round"
+    )
+    parser.add_argument("--unchanged", type=int, help="customers asking unchanged intents a round")
+    parser.add_argument(
+        "--eval-per-intent", type=int, help="questions per unchanged intent measured (2; quick 3)"
+    )
     parser.add_argument("--workdir", help="where the throwaway database and checkpoints go")
     parser.add_argument(
         "--set",
@@ -75,39 +93,58 @@ def main(argv: list[str] | None = None) -> int:
 
     from learning.benchmark.customers import Crowd
     from learning.benchmark.runner import (
-        BenchConfig,
         build_quick_base,
         run_benchmark,
+        spread_table,
         standard_configs,
     )
+    from learning.retention import is_grounded
 
     call_command("migrate", verbosity=0)
-    configs = standard_configs(settings.LEARNING_REGULARIZER, settings.LEARNING_LOSS)
+    base_path = args.checkpoint or _build_base(args.quick, scenario, workdir, build_quick_base)
+    configs = standard_configs(
+        settings.LEARNING_REGULARIZER, settings.LEARNING_LOSS, grounded=is_grounded(base_path)
+    )
     if args.quick:
         configs = [c for c in configs if c.name in ("default", "lambda=0")]
     if args.configs:
         wanted = args.configs.split(",")
-        configs = [c for c in configs if c.name in wanted] or [BenchConfig("default")]
-    base_path = args.checkpoint or _build_base(args.quick, scenario, workdir, build_quick_base)
+        unknown = set(wanted) - {c.name for c in configs}
+        if unknown:
+            parser.error(f"unknown configurations: {', '.join(sorted(unknown))}")
+        configs = [c for c in configs if c.name in wanted]
     crowd = (
         Crowd(per_changed_intent=6, unchanged=6, adversarial_visits=6, generous_visits=4)
         if args.quick
         else Crowd()
     )
+    crowd = replace(
+        crowd,
+        per_changed_intent=args.per_changed_intent or crowd.per_changed_intent,
+        unchanged=args.unchanged if args.unchanged is not None else crowd.unchanged,
+    )
+    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [args.seed]
     print(
         f"scenario: {len(scenario.changed)} changed intents, {len(scenario.unchanged)} unchanged;"
-        f" base {base_path}; {args.rounds} rounds; configurations:"
+        f" base {base_path}; {args.rounds} rounds; seeds {seeds}; configurations:"
         f" {', '.join(c.name for c in configs)}; defaults: {_defaults(settings)}"
     )
-    run_benchmark(
-        scenario,
-        str(base_path),
-        configs,
-        rounds=args.rounds,
-        crowd=crowd,
-        seed=args.seed,
-        eval_per_intent=3 if args.quick else 2,
-    )
+    finals: dict[str, list] = {c.name: [] for c in configs}
+    for seed in seeds:
+        print(f"\n=== seed {seed}")
+        _, results = run_benchmark(
+            scenario,
+            str(base_path),
+            configs,
+            rounds=args.rounds,
+            crowd=crowd,
+            seed=seed,
+            eval_per_intent=args.eval_per_intent or (3 if args.quick else 2),
+        )
+        for name, rounds in results.items():
+            finals[name].append(rounds[-1].measurement)
+    if len(seeds) > 1:
+        print("\n" + spread_table(finals))
     print(f"\ntotal {time.monotonic() - started:.0f}s")
     return 0
 
@@ -129,6 +166,7 @@ def _defaults(settings) -> str:
         f"α={settings.LEARNING_RATE} λ={settings.LEARNING_ANCHOR_STRENGTH}"
         f" Ω={settings.LEARNING_REGULARIZER} loss={settings.LEARNING_LOSS}"
         f" epochs={settings.LEARNING_EPOCHS} replay={settings.LEARNING_REPLAY_SHARE}"
+        f" lora={settings.LEARNING_LORA_RANK}"
     )
 
 

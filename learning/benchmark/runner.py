@@ -3,11 +3,20 @@
 Every configuration starts from the same base version and the same seed: customers, their
 questions and their ratings are drawn from seeded generators, so the first round's feedback is
 the same for all configurations, and later rounds differ only through what the model learned.
+
+A base tuned to answer from the knowledge base (``learning.retention.is_grounded``) is measured
+as it serves: the knowledge base is seeded from the scenario's base corpus (the old policies),
+each question is retrieved and answered from its article, or declined below the threshold
+(``conversations.services.decide_reply``), and off-topic questions are asked too. A
+configuration with ``edit_after`` is the shop that edits the changed articles after that round
+(``knowledge.services.do_save_article``, as staff would in the admin); the others leave the
+knowledge base stating the old policies, so only the feedback can teach the change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import time
@@ -18,24 +27,36 @@ from typing import Any
 from learning.benchmark.customers import Crowd, plan_round, run_visits
 from learning.benchmark.scenario import Scenario, Topic
 
+OFF_TOPIC_PATH = Path(__file__).with_name("off_topic.json")
+
 
 @dataclass(frozen=True)
 class BenchConfig:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Staff edit the changed intents' articles after this round (0: never; grounded bases).
+    edit_after: int = 0
 
 
-def standard_configs(default_regularizer: str, default_loss: str) -> list[BenchConfig]:
-    """Default beside λ = 0, the other Ω kind, the other loss, and fine-tune + averaging."""
+def standard_configs(
+    default_regularizer: str, default_loss: str, *, grounded: bool = False
+) -> list[BenchConfig]:
+    """Default beside λ = 0, the other Ω kind, the other loss, fine-tune + averaging and LoRA
+    (Ω on the adapter's delta); on a grounded base also the shop whose staff edit the changed
+    articles after the first round."""
     other_reg = "ewc" if default_regularizer == "l2sp" else "l2sp"
     other_loss = "kto" if default_loss == "sft_ul" else "sft_ul"
-    return [
+    configs = [
         BenchConfig("default"),
         BenchConfig("lambda=0", {"anchor_strength": 0.0}),
         BenchConfig(other_reg, {"regularizer": other_reg}),
         BenchConfig(other_loss, {"loss": other_loss}),
         BenchConfig("finetune+avg", {"anchor_strength": 0.0, "average_with_anchor": 0.5}),
+        BenchConfig("lora", {"lora_rank": 8}),
     ]
+    if grounded:
+        configs.append(BenchConfig("staff-edit", edit_after=1))
+    return configs
 
 
 @dataclass
@@ -44,24 +65,29 @@ class Measurement:
     changed_heldout: float
     unchanged: float
     perplexity: float
+    off_topic_declined: float | None = None  # grounded bases only
 
 
 @dataclass
 class RoundResult:
     round_no: int
     measurement: Measurement
+    label: str = ""  # what the row is when it is not a round's training (the article edit)
     thumbs_up: float | None = None
     promoted: bool | None = None
     train_seconds: float | None = None
     gate_reasons: list[str] = field(default_factory=list)
 
 
-def measure(path: str, scenario: Scenario, *, eval_per_intent: int = 2) -> Measurement:
-    """Greedy replies judged for the policy facts, and the retention perplexity."""
-    from learning.chat_format import greedy_replies, padding_id
+def measure(
+    path: str, scenario: Scenario, *, eval_per_intent: int = 2, grounded: bool = False
+) -> Measurement:
+    """Greedy replies judged for the policy facts, and the retention perplexity; a grounded
+    base answers from the articles retrieved for each question, as it serves."""
+    from learning.chat_format import padding_id
     from learning.checkpoints import load_checkpoint
-    from learning.evaluation import encode_pairs, perplexity
-    from learning.retention import gate_retention_pairs
+    from learning.evaluation import encode_prompts, perplexity
+    from learning.retention import retention_prompts
 
     model, tokenizer = load_checkpoint(path)
     seen = [(t, q) for t in scenario.changed for q in t.seen[::2]]
@@ -72,23 +98,80 @@ def measure(path: str, scenario: Scenario, *, eval_per_intent: int = 2) -> Measu
         for q in (*t.seen[:1], *t.heldout[: max(0, eval_per_intent - 1)])
     ]
     asked = seen + heldout + unchanged
-    replies = greedy_replies(model, tokenizer, [q for _, q in asked])
-    scores = [t.is_answered_by(r) for (t, _), r in zip(asked, replies, strict=True)]
+    off_topic = _off_topic_questions() if grounded else []
+    replies, declined = _replies(
+        model, tokenizer, [q for _, q in asked] + off_topic, grounded=grounded
+    )
+    scores = [t.is_answered_by(r) for (t, _), r in zip(asked, replies, strict=False)]
 
     def share(start: int, items: list[tuple[Topic, str]]) -> float:
         return sum(scores[start : start + len(items)]) / max(1, len(items))
 
-    retention = encode_pairs(tokenizer, gate_retention_pairs(), max_tokens=256)
+    retention = encode_prompts(
+        tokenizer, retention_prompts("gate", grounded=grounded), max_tokens=256
+    )
     return Measurement(
         changed_seen=share(0, seen),
         changed_heldout=share(len(seen), heldout),
         unchanged=share(len(seen) + len(heldout), unchanged),
         perplexity=perplexity(model, retention, pad_id=padding_id(tokenizer)),
+        off_topic_declined=(sum(declined[len(asked) :]) / len(off_topic) if off_topic else None),
     )
 
 
-def reset_to_base(base_name: str, scenario: Scenario) -> Any:
-    """Forget every conversation, run and trained version; the base is active again."""
+def _replies(
+    model: Any, tokenizer: Any, questions: list[str], *, grounded: bool
+) -> tuple[list[str], list[bool]]:
+    """Each question's greedy reply, and whether it is a decline (grounded: the threshold's,
+    or the model's own)."""
+    from conversations.services import decide_reply, is_decline
+    from knowledge.retrieval import retrieve_now
+    from learning.chat_format import greedy_continuations, prompt_ids
+
+    replies: dict[int, str] = {}
+    prompts: dict[int, list[int]] = {}
+    for n, question in enumerate(questions):
+        turns = [{"role": "user", "content": question}]
+        if grounded:
+            plan = decide_reply(question, retrieve_now(question), turns)
+            if plan.declined:
+                replies[n] = plan.decline_text
+                continue
+            turns = plan.turns
+        prompts[n] = prompt_ids(tokenizer, turns)
+    generated = greedy_continuations(model, tokenizer, list(prompts.values()))
+    replies.update(zip(prompts, generated, strict=True))
+    texts = [replies[n] for n in range(len(questions))]
+    return texts, [grounded and is_decline(text) for text in texts]
+
+
+def _off_topic_questions() -> list[str]:
+    return json.loads(OFF_TOPIC_PATH.read_text(encoding="utf-8"))["evaluation"]
+
+
+def seed_knowledge_base(scenario: Scenario) -> None:
+    """Articles of the scenario's base corpus (the old policies), embedded; an edited article
+    is written back to its old text."""
+    from knowledge.services import do_embed_articles, do_seed_articles
+
+    do_seed_articles(scenario.base_corpus, force=True)
+    do_embed_articles()
+
+
+def edit_changed_articles(scenario: Scenario) -> None:
+    """Staff write each changed policy into its article, as they would in the admin."""
+    from knowledge.models import KnowledgeArticle
+    from knowledge.services import do_save_article, intent_title
+
+    for topic in scenario.changed:
+        article = KnowledgeArticle.objects.get(title=intent_title(topic.name))
+        article.text = topic.answer
+        do_save_article(article)
+
+
+def reset_to_base(base_name: str, scenario: Scenario, *, grounded: bool = False) -> Any:
+    """Forget every conversation, run and trained version; the base is active again (and a
+    grounded base's knowledge base states the old policies again)."""
     from conversations.models import Conversation
     from learning.models import GoldenExample, ModelVersion, TrainingRun
     from learning.serving import forget_active_version
@@ -107,6 +190,8 @@ def reset_to_base(base_name: str, scenario: Scenario) -> Any:
         GoldenExample.objects.create(
             question=question, expected_answer=answer, required_facts=facts
         )
+    if grounded:
+        seed_knowledge_base(scenario)
     forget_active_version()
     return base
 
@@ -121,13 +206,14 @@ def run_config(
     crowd: Crowd,
     seed: int,
     eval_per_intent: int,
+    grounded: bool = False,
     log=print,
 ) -> list[RoundResult]:
     from learning.models import ModelVersion, TrainingRun
     from learning.runs import execute_training_run, request_training_run
     from learning.serving import forget_active_version
 
-    reset_to_base(base_name, scenario)
+    reset_to_base(base_name, scenario, grounded=grounded)
     results = [RoundResult(0, base_measurement)]
     for round_no in range(1, rounds + 1):
         rng = random.Random(f"{seed}-{round_no}")
@@ -144,7 +230,9 @@ def run_config(
             raise RuntimeError(f"training run failed: {run.error if run else 'not claimed'}")
         forget_active_version()
         active = ModelVersion.objects.active().get()
-        measurement = measure(active.checkpoint_path, scenario, eval_per_intent=eval_per_intent)
+        measurement = measure(
+            active.checkpoint_path, scenario, eval_per_intent=eval_per_intent, grounded=grounded
+        )
         result = RoundResult(
             round_no,
             measurement,
@@ -161,6 +249,13 @@ def run_config(
         if not run.gate_passed:
             for reason in run.gate_reasons:
                 log(f"    {reason}")
+        if round_no == config.edit_after:
+            edit_changed_articles(scenario)
+            edited = measure(
+                active.checkpoint_path, scenario, eval_per_intent=eval_per_intent, grounded=grounded
+            )
+            results.append(RoundResult(round_no, edited, label="edit"))
+            log(f"  [{config.name}] staff edited the {len(scenario.changed)} changed articles")
     return results
 
 
@@ -174,35 +269,59 @@ async def _talk(visits, scenario: Scenario, crowd: Crowd, seed: int) -> Any:
 
 def round_table(config: BenchConfig, results: list[RoundResult], base: Measurement) -> str:
     header = (
-        f"{'round':>5} {'changed seen':>13} {'changed held-out':>17} {'unchanged':>10}"
-        f" {'(vs base)':>9} {'ppl/base':>9} {'thumbs-up':>10} {'gate':>9} {'train s':>8}"
+        f"{'round':>6} {'changed seen':>13} {'changed held-out':>17} {'unchanged':>10}"
+        f" {'(vs base)':>9} {'ppl/base':>9} {'off-topic':>10} {'thumbs-up':>10} {'gate':>9}"
+        f" {'train s':>8}"
     )
-    lines = [f"== {config.name} {config.overrides or ''}", header]
+    edit = f", staff edit after round {config.edit_after}" if config.edit_after else ""
+    lines = [f"== {config.name} {config.overrides or ''}{edit}", header]
     for r in results:
         m = r.measurement
         gate = "-" if r.promoted is None else ("promoted" if r.promoted else "rejected")
+        row = f"{r.round_no}{'+' + r.label if r.label else ''}"
         lines.append(
-            f"{r.round_no:>5} {m.changed_seen:>13.0%} {m.changed_heldout:>17.0%}"
+            f"{row:>6} {m.changed_seen:>13.0%} {m.changed_heldout:>17.0%}"
             f" {m.unchanged:>10.0%} {_ratio(m.unchanged, base.unchanged):>9}"
-            f" {m.perplexity / base.perplexity:>9.3f}"
-            f" {'-' if r.thumbs_up is None else f'{r.thumbs_up:.0%}':>10} {gate:>9}"
+            f" {m.perplexity / base.perplexity:>9.3f} {_share(m.off_topic_declined):>10}"
+            f" {_share(r.thumbs_up):>10} {gate:>9}"
             f" {'-' if r.train_seconds is None else f'{r.train_seconds:.0f}':>8}"
         )
     return "\n".join(lines)
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def summary_table(all_results: dict[str, list[RoundResult]], base: Measurement) -> str:
     lines = [
         f"{'configuration':<16} {'changed held-out':>17} {'unchanged':>10} {'(vs base)':>9}"
-        f" {'ppl/base':>9} {'promoted':>9}"
+        f" {'ppl/base':>9} {'off-topic':>10} {'promoted':>9}"
     ]
     for name, results in all_results.items():
         m = results[-1].measurement
-        promoted = sum(bool(r.promoted) for r in results[1:])
+        rounds = [r for r in results[1:] if not r.label]
+        promoted = sum(bool(r.promoted) for r in rounds)
         lines.append(
             f"{name:<16} {m.changed_heldout:>17.0%} {m.unchanged:>10.0%}"
             f" {_ratio(m.unchanged, base.unchanged):>9} {m.perplexity / base.perplexity:>9.3f}"
-            f" {promoted:>5}/{len(results) - 1}"
+            f" {_share(m.off_topic_declined):>10} {promoted:>5}/{len(rounds)}"
+        )
+    return "\n".join(lines)
+
+
+def spread_table(finals: dict[str, list[Measurement]]) -> str:
+    """Median and range over seeds of each configuration's last measurement."""
+    lines = [f"{'configuration':<16} {'seeds':>5} {'changed held-out: median [min, max]':>37}"]
+    for name, measurements in finals.items():
+        values = sorted(m.changed_heldout for m in measurements)
+        median = (
+            values[len(values) // 2]
+            if len(values) % 2
+            else sum(values[len(values) // 2 - 1 : len(values) // 2 + 1]) / 2
+        )
+        lines.append(
+            f"{name:<16} {len(values):>5} {median:>24.0%} [{values[0]:.0%}, {values[-1]:.0%}]"
         )
     return "\n".join(lines)
 
@@ -252,13 +371,15 @@ def run_benchmark(
 ) -> tuple[Measurement, dict[str, list[RoundResult]]]:
     """Register ``base_path`` as the base, then every configuration's rounds; prints tables."""
     from learning.models import ModelVersion
+    from learning.retention import is_grounded
     from learning.versions import register_version
 
     base_name = f"bench-base-{Path(base_path).name}"
     if not ModelVersion.objects.filter(name=base_name).exists():
         register_version(base_name, str(base_path), ModelVersion.Source.STARTER)
-    reset_to_base(base_name, scenario)
-    base = measure(str(base_path), scenario, eval_per_intent=eval_per_intent)
+    grounded = is_grounded(base_path)
+    reset_to_base(base_name, scenario, grounded=grounded)
+    base = measure(str(base_path), scenario, eval_per_intent=eval_per_intent, grounded=grounded)
     results: dict[str, list[RoundResult]] = {}
     for config in configs:
         started = time.monotonic()
@@ -271,6 +392,7 @@ def run_benchmark(
             crowd=crowd,
             seed=seed,
             eval_per_intent=eval_per_intent,
+            grounded=grounded,
             log=log,
         )
         log(round_table(config, results[config.name], base))
