@@ -24,6 +24,7 @@ from chatbot_site.admin_inlines import ReadOnlyPartInline
 from conversations import review
 from conversations.models import Conversation, Feedback, Message
 from conversations.subqueries import count_subquery
+from knowledge.proposals import do_propose_edits
 from learning.charts import ShareRow, share_bars_svg
 from learning.export import feedback_for_export, write_kto_jsonl
 
@@ -244,7 +245,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     search_fields = ["message__text", "comment", "correction"]
     search_help_text = "Search the rated reply, the customer's comment and the correction."
     date_hierarchy = "created_at"
-    actions = ["approve_for_training", "reject", "export_kto_jsonl"]
+    actions = ["approve_for_training", "reject", "propose_article_edits", "export_kto_jsonl"]
     fieldsets = [
         (
             "The customer's rating",
@@ -323,6 +324,24 @@ class FeedbackAdmin(admin.ModelAdmin):
     def reject(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
         n = review.reject_feedback(queryset, request.user)
         self.message_user(request, f"Rejected {n} rating(s).", messages.SUCCESS)
+
+    @admin.action(description="Propose article edits from the corrections", permissions=["change"])
+    def propose_article_edits(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
+        outcome = do_propose_edits(queryset, by=request.user)
+        url = reverse("admin:knowledge_articleproposal_changelist") + "?status__exact=pending"
+        self.message_user(
+            request,
+            format_html(
+                "{} new proposal(s), {} correction(s) added to pending ones, {} rating(s) "
+                "proposed nothing (no correction, rejected, not written from an article, or "
+                'saying what it says). <a href="{}">Review the proposals</a>.',
+                outcome.proposed,
+                outcome.supported,
+                outcome.skipped,
+                url,
+            ),
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Export as KTO JSONL", permissions=["view"])
     def export_kto_jsonl(

@@ -10,13 +10,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from chatbot_site.admin_inlines import ReadOnlyPartInline
-from knowledge.models import ArticleRevision, KnowledgeArticle
-from knowledge.services import do_embed_articles, do_save_article
+from knowledge.models import ArticleProposal, ArticleRevision, KnowledgeArticle
+from knowledge.proposals import do_accept_proposal, do_dismiss_proposals
+from knowledge.services import KnowledgeError, do_embed_articles, do_save_article
 
 LIST_TEXT_CHARS = 100
 
@@ -95,3 +98,86 @@ class KnowledgeArticleAdmin(admin.ModelAdmin):
             f"{article.embedded_at:%Y-%m-%d %H:%M} by {article.embedding_encoder} "
             f"({article.embedding_count} vectors)"
         )
+
+
+@admin.register(ArticleProposal)
+class ArticleProposalAdmin(admin.ModelAdmin):
+    """Customers' corrections as proposed article texts: staff accept one (the article is
+    edited) or dismiss them (``knowledge.proposals``)."""
+
+    list_display = ["article", "short_text", "supporters", "status", "outdated", "created_at"]
+    list_filter = ["status", "created_at"]
+    list_select_related = ["article"]
+    search_fields = ["article__title", "text"]
+    search_help_text = "Search the articles' titles and the proposed texts."
+    actions = ["accept", "dismiss"]
+    fields = [
+        "article",
+        "text",
+        "based_on",
+        "outdated",
+        "ratings",
+        "status",
+        "proposed_by",
+        "decided_by",
+        "decided_at",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ArticleProposal]:
+        return super().get_queryset(request).annotate(supporter_count=Count("feedback"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # proposals come from corrections (the feedback admin's action)
+
+    @admin.action(description="Accept: write the text into the article", permissions=["change"])
+    def accept(self, request: HttpRequest, queryset: QuerySet[ArticleProposal]) -> None:
+        per_article: dict[int, ArticleProposal] = {}
+        for proposal in queryset.filter(status=ArticleProposal.Status.PENDING):
+            if proposal.article_id in per_article:
+                self.message_user(
+                    request,
+                    f"Choose one proposal for “{proposal.article.title}”: nothing was accepted.",
+                    messages.ERROR,
+                )
+                return
+            per_article[proposal.article_id] = proposal
+        for proposal in per_article.values():
+            try:
+                do_accept_proposal(proposal, by=request.user)
+            except KnowledgeError as error:
+                self.message_user(request, str(error), messages.WARNING)
+        self.message_user(
+            request, f"{len(per_article)} article(s) edited from the proposals.", messages.SUCCESS
+        )
+
+    @admin.action(description="Dismiss", permissions=["change"])
+    def dismiss(self, request: HttpRequest, queryset: QuerySet[ArticleProposal]) -> None:
+        count = do_dismiss_proposals(queryset, by=request.user)
+        self.message_user(request, f"{count} proposal(s) dismissed.", messages.SUCCESS)
+
+    @admin.display(description="proposed text")
+    def short_text(self, proposal: ArticleProposal) -> str:
+        return Truncator(proposal.text).chars(LIST_TEXT_CHARS)
+
+    @admin.display(description="ratings", ordering="supporter_count")
+    def supporters(self, proposal: ArticleProposal) -> int:
+        return proposal.supporter_count
+
+    @admin.display(description="article changed since", boolean=True)
+    def outdated(self, proposal: ArticleProposal) -> bool:
+        """Whether the article no longer says what the corrected replies were written from."""
+        return proposal.article.text.strip() != proposal.based_on.strip()
+
+    @admin.display(description="ratings that propose it")
+    def ratings(self, proposal: ArticleProposal) -> str:
+        rows = proposal.feedback.order_by("id")
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{}</a>',
+            (
+                (reverse("admin:conversations_feedback_change", args=[row.pk]), row.pk)
+                for row in rows
+            ),
+        ) or format_html("{}", "none")

@@ -121,3 +121,56 @@ class ArticleRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} (as of {self.updated_at:%Y-%m-%d %H:%M})"
+
+
+class ArticleProposal(models.Model):
+    """A new text for an article, proposed from customers' corrections of replies written from it.
+
+    A correction that contradicts the article the reply was grounded in says that either the
+    article is out of date or the customer is wrong; the bot answers from the article, so only
+    staff can tell which (``knowledge.proposals``). One proposal per article and proposed text,
+    however many corrections say it; accepting one edits the article (with a revision, as any
+    edit does).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        DISMISSED = "dismissed", "Dismissed"
+
+    article = models.ForeignKey(
+        KnowledgeArticle, on_delete=models.CASCADE, related_name="proposals"
+    )
+    text = models.TextField(help_text="The article's text as the corrections would have it.")
+    # sha256 of ``text``: what the uniqueness is on (a long text is too wide for an index).
+    text_digest = models.CharField(max_length=64, editable=False)
+    based_on = models.TextField(help_text="The article's text when the reply was written from it.")
+    feedback = models.ManyToManyField(
+        "conversations.Feedback",
+        related_name="article_proposals",
+        help_text="The ratings whose corrections propose this text.",
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["status", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["article", "text_digest"],
+                condition=models.Q(status="pending"),
+                name="one_pending_proposal_per_article_and_text",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"New text for “{self.article.title}”"
