@@ -34,8 +34,11 @@ OFF_TOPIC_PATH = Path(__file__).with_name("off_topic.json")
 class BenchConfig:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    # Staff edit the changed intents' articles after this round (0: never; grounded bases).
+    # Staff edit the changed intents' articles after this round (0: never; grounded bases):
+    # writing the new policies themselves ("staff"), or accepting the customers' corrections
+    # proposed as article edits ("proposals": knowledge.proposals; the rest dismissed).
     edit_after: int = 0
+    edit_from: str = "staff"
 
 
 def standard_configs(
@@ -56,6 +59,7 @@ def standard_configs(
     ]
     if grounded:
         configs.append(BenchConfig("staff-edit", edit_after=1))
+        configs.append(BenchConfig("proposals", edit_after=1, edit_from="proposals"))
     return configs
 
 
@@ -169,6 +173,33 @@ def edit_changed_articles(scenario: Scenario) -> None:
         do_save_article(article)
 
 
+def accept_proposed_edits(scenario: Scenario) -> tuple[int, int]:
+    """Staff propose article edits from all corrections so far, accept for each changed
+    article the proposal stating its new policy (they know it) and dismiss the others (the
+    generous group's among them). Returns (articles edited, proposals dismissed)."""
+    from django.db.models import Count
+
+    from conversations.models import Feedback
+    from knowledge.models import ArticleProposal
+    from knowledge.proposals import do_accept_proposal, do_dismiss_proposals, do_propose_edits
+    from knowledge.services import intent_title
+
+    do_propose_edits(Feedback.objects.all())
+    pending = ArticleProposal.objects.filter(status=ArticleProposal.Status.PENDING)
+    accepted = 0
+    for topic in scenario.changed:
+        right = (
+            pending.filter(article__title=intent_title(topic.name))
+            .annotate(n=Count("feedback"))
+            .order_by("-n")
+        )
+        chosen = next((p for p in right if topic.is_answered_by(p.text)), None)
+        if chosen is not None:
+            do_accept_proposal(chosen)
+            accepted += 1
+    return accepted, do_dismiss_proposals(pending)
+
+
 def reset_to_base(base_name: str, scenario: Scenario, *, grounded: bool = False) -> Any:
     """Forget every conversation, run and trained version; the base is active again (and a
     grounded base's knowledge base states the old policies again)."""
@@ -250,12 +281,18 @@ def run_config(
             for reason in run.gate_reasons:
                 log(f"    {reason}")
         if round_no == config.edit_after:
-            edit_changed_articles(scenario)
+            if config.edit_from == "proposals":
+                accepted, dismissed = accept_proposed_edits(scenario)
+                log(
+                    f"  [{config.name}] staff accepted proposals for {accepted} of the"
+                    f" {len(scenario.changed)} changed articles and dismissed {dismissed}"
+                )
+            else:
+                edit_changed_articles(scenario)
             edited = measure(
                 active.checkpoint_path, scenario, eval_per_intent=eval_per_intent, grounded=grounded
             )
             results.append(RoundResult(round_no, edited, label="edit"))
-            log(f"  [{config.name}] staff edited the {len(scenario.changed)} changed articles")
     return results
 
 
@@ -273,7 +310,11 @@ def round_table(config: BenchConfig, results: list[RoundResult], base: Measureme
         f" {'(vs base)':>9} {'ppl/base':>9} {'off-topic':>10} {'thumbs-up':>10} {'gate':>9}"
         f" {'train s':>8}"
     )
-    edit = f", staff edit after round {config.edit_after}" if config.edit_after else ""
+    edit = (
+        f", articles edited ({config.edit_from}) after round {config.edit_after}"
+        if config.edit_after
+        else ""
+    )
     lines = [f"== {config.name} {config.overrides or ''}{edit}", header]
     for r in results:
         m = r.measurement

@@ -61,3 +61,36 @@ def test_replies_are_grounded_or_declined_as_the_chat_decides(
     [prompt] = shown
     text = tokenizer.decode(prompt)
     assert retrieve_now(question, k=1).articles[0].text in text and question in text
+
+
+def test_the_proposals_arm_accepts_the_new_policy_and_dismisses_the_generous_one(scenario):
+    from conversations.models import Conversation, Feedback, Message
+
+    def corrected(n: int, topic_name: str, correction: str) -> None:
+        article = KnowledgeArticle.objects.get(title=intent_title(topic_name))
+        conversation = Conversation.objects.create(session_key=f"s{n}")
+        reply = Message.objects.create(
+            conversation=conversation,
+            role="assistant",
+            text=article.text,
+            finish_reason="stop",
+            grounding=[{"id": article.pk, "title": article.title, "text": article.text}],
+        )
+        Feedback.objects.create(
+            message=reply,
+            conversation=conversation,
+            owner_key=f"session:s{n}",
+            rating=-1,
+            correction=correction,
+        )
+
+    changed = scenario.changed[0]
+    corrected(0, changed.name, changed.answer)
+    corrected(1, changed.name, changed.answer)
+    corrected(2, scenario.generous_intents[0], scenario.generous_reply)
+
+    assert runner.accept_proposed_edits(scenario) == (1, 1)
+
+    assert KnowledgeArticle.objects.get(title=intent_title(changed.name)).text == changed.answer
+    attacked = KnowledgeArticle.objects.get(title=intent_title(scenario.generous_intents[0]))
+    assert scenario.generous_reply != attacked.text
