@@ -275,7 +275,8 @@ def run_config(
         results.append(result)
         log(
             f"  [{config.name}] round {round_no}: {len(visits)} conversations in"
-            f" {chat_seconds:.0f}s, gate {'promoted' if run.gate_passed else 'rejected'}"
+            f" {chat_seconds:.0f}s, gate {'promoted' if run.gate_passed else 'rejected'};"
+            f" {_brief(measurement, base_measurement)}"
         )
         if not run.gate_passed:
             for reason in run.gate_reasons:
@@ -293,6 +294,7 @@ def run_config(
                 active.checkpoint_path, scenario, eval_per_intent=eval_per_intent, grounded=grounded
             )
             results.append(RoundResult(round_no, edited, label="edit"))
+            log(f"  [{config.name}] after the edit: {_brief(edited, base_measurement)}")
     return results
 
 
@@ -328,6 +330,15 @@ def round_table(config: BenchConfig, results: list[RoundResult], base: Measureme
             f" {'-' if r.train_seconds is None else f'{r.train_seconds:.0f}':>8}"
         )
     return "\n".join(lines)
+
+
+def _brief(m: Measurement, base: Measurement) -> str:
+    """One measurement on one line, for the log as the rounds go (a stopped run keeps it)."""
+    return (
+        f"changed held-out {m.changed_heldout:.0%}, seen {m.changed_seen:.0%}, unchanged"
+        f" {m.unchanged:.0%}, ppl/base {m.perplexity / base.perplexity:.3f}, off-topic declined"
+        f" {_share(m.off_topic_declined)}"
+    )
 
 
 def _share(value: float | None) -> str:
