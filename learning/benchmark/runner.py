@@ -432,6 +432,7 @@ def run_benchmark(
     grounded = is_grounded(base_path)
     reset_to_base(base_name, scenario, grounded=grounded)
     base = measure(str(base_path), scenario, eval_per_intent=eval_per_intent, grounded=grounded)
+    log(f"base: {_brief(base, base)}")
     results: dict[str, list[RoundResult]] = {}
     for config in configs:
         started = time.monotonic()
