@@ -81,6 +81,8 @@ class RoundResult:
     promoted: bool | None = None
     train_seconds: float | None = None
     gate_reasons: list[str] = field(default_factory=list)
+    # The gate's golden-set share (replies stating the protected facts), parent → candidate.
+    golden: tuple[float, float] | None = None
 
 
 def measure(
@@ -271,12 +273,14 @@ def run_config(
             promoted=run.gate_passed,
             train_seconds=(run.metrics_after or {}).get("train_seconds"),
             gate_reasons=list(run.gate_reasons),
+            golden=_golden(run),
         )
         results.append(result)
         log(
             f"  [{config.name}] round {round_no}: {len(visits)} conversations in"
             f" {chat_seconds:.0f}s, gate {'promoted' if run.gate_passed else 'rejected'};"
-            f" {_brief(measurement, base_measurement)}"
+            f" {_brief(measurement, base_measurement)}; golden set"
+            f" {' → '.join(_share(g) for g in result.golden or (None,))}"
         )
         if not run.gate_passed:
             for reason in run.gate_reasons:
@@ -310,7 +314,7 @@ def round_table(config: BenchConfig, results: list[RoundResult], base: Measureme
     header = (
         f"{'round':>6} {'changed seen':>13} {'changed held-out':>17} {'unchanged':>10}"
         f" {'(vs base)':>9} {'ppl/base':>9} {'off-topic':>10} {'thumbs-up':>10} {'gate':>9}"
-        f" {'train s':>8}"
+        f" {'golden':>7} {'train s':>8}"
     )
     edit = (
         f", articles edited ({config.edit_from}) after round {config.edit_after}"
@@ -326,10 +330,16 @@ def round_table(config: BenchConfig, results: list[RoundResult], base: Measureme
             f"{row:>6} {m.changed_seen:>13.0%} {m.changed_heldout:>17.0%}"
             f" {m.unchanged:>10.0%} {_ratio(m.unchanged, base.unchanged):>9}"
             f" {m.perplexity / base.perplexity:>9.3f} {_share(m.off_topic_declined):>10}"
-            f" {_share(r.thumbs_up):>10} {gate:>9}"
+            f" {_share(r.thumbs_up):>10} {gate:>9} {_share(r.golden[1] if r.golden else None):>7}"
             f" {'-' if r.train_seconds is None else f'{r.train_seconds:.0f}':>8}"
         )
     return "\n".join(lines)
+
+
+def _golden(run: Any) -> tuple[float, float] | None:
+    before = (run.metrics_before or {}).get("golden_fact_accuracy")
+    after = (run.metrics_after or {}).get("golden_fact_accuracy")
+    return None if before is None or after is None else (before, after)
 
 
 def _brief(m: Measurement, base: Measurement) -> str:
