@@ -57,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", help="where the throwaway database and checkpoints go")
     parser.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="an extra configuration: hyper-parameter overrides of a run, e.g."
+        " --arm strong:lr=1e-4,epochs=3 (repeatable; alone, it runs instead of the standard"
+        " configurations)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -113,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown configurations: {', '.join(sorted(unknown))}")
         configs = [c for c in configs if c.name in wanted]
+    elif args.arm:
+        configs = []  # the arms alone, unless --configs names others too
+    configs += [_arm(spec, parser) for spec in args.arm]
     crowd = (
         Crowd(per_changed_intent=6, unchanged=6, adversarial_visits=6, generous_visits=4)
         if args.quick
@@ -159,6 +171,26 @@ def _build_base(quick: bool, scenario, workdir: Path, build_quick_base) -> Path:
     build = build_starter_model(config)
     destination = workdir / "checkpoints" / "starter-base"
     return write_checkpoint(build.model, build.tokenizer, destination, {"config": config.as_dict()})
+
+
+def _arm(spec: str, parser: argparse.ArgumentParser):
+    """``NAME:key=value,...`` as a BenchConfig; values are numbers where they parse as one."""
+    from learning.benchmark.runner import BenchConfig
+
+    name, _, assignments = spec.partition(":")
+    overrides: dict[str, object] = {}
+    for assignment in filter(None, assignments.split(",")):
+        key, _, value = assignment.partition("=")
+        if not key or not value:
+            parser.error(f"--arm {spec}: write key=value pairs separated by commas")
+        try:
+            overrides[key] = int(value)
+        except ValueError:
+            try:
+                overrides[key] = float(value)
+            except ValueError:
+                overrides[key] = value
+    return BenchConfig(name, overrides)
 
 
 def _defaults(settings) -> str:
