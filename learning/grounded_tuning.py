@@ -3,9 +3,9 @@
 A pretrained chat model (SmolLM2) knows English, not the shop: given the retrieved articles it
 paraphrases them, misses facts and answers off-topic questions anyway. ``tune_base_version``
 fine-tunes θ₀ once on the corpus in the format the chat serves, and registers the result as a
-version whose parent is the pretrained model and whose anchor is itself: the learning loop keeps
-the model close to the tuned weights (pulled toward the pretrained ones, each run would also
-undo the tuning):
+root version (no parent, no anchor; its checkpoint's metadata names the pretrained base): the
+learning loop keeps the model close to the tuned weights (pulled toward the pretrained ones,
+each run would also undo the tuning):
 
 - for each intent, ``questions_per_intent`` of its training ``questions`` (never its
   ``eval_questions``: the benchmarks hold them out), prompted as the chat prompts them: a system
@@ -233,7 +233,7 @@ def tune_base_version(
     corpus: Corpus | None = None,
     log: Log = print,
 ) -> ModelVersion:
-    """Tune ``base`` (θ₀) for the task, register the result (parent and anchor: θ₀) and
+    """Tune ``base`` for the task, register the result (a root version: the loop's θ₀) and
     activate it. The checkpoint is named for what it was tuned on: a database set up again on
     the same CHECKPOINT_DIR registers the one there instead of tuning again."""
     config = config or TuningConfig()
@@ -247,14 +247,12 @@ def tune_base_version(
         if not destination.exists():
             _tune_checkpoint(base, examples, config, destination, log)
         metrics = {k: v for k, v in read_metadata(destination).items() if k.startswith("tuning_")}
-        version = register_version(name, str(destination), ModelVersion.Source.TRAINED, base)
-        version.metrics = metrics
-    if version.anchor_id != version.pk:
-        # θ₀ of the learning loop is the tuned model, not the pretrained one: pulled toward
-        # SmolLM2 as downloaded, every run would also undo the tuning that makes it answer
-        # from the articles.
-        version.anchor = version
-        version.save(update_fields=["anchor", "metrics"])
+        # A root of its own, neither parent nor anchor: the learning loop's θ₀ is the tuned
+        # model (pulled toward SmolLM2 as downloaded, every run would also undo the tuning that
+        # makes it answer from the articles). Its checkpoint names the base it was tuned from.
+        version = register_version(
+            name, str(destination), ModelVersion.Source.TRAINED, metrics=metrics
+        )
     return activate_version(version, note=f"{base.name} tuned for the task (grounded answers)")
 
 

@@ -22,7 +22,7 @@ ProgressCallback = Callable[[int, int, float], None]
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    lr: float = 1e-3
+    lr: float = 5e-5
     anchor_strength: float = 300.0
     regularizer: str = "ewc"
     pull_1d_params: bool = True
@@ -30,7 +30,7 @@ class Hyperparameters:
     loss: str = "sft_ul"
     unlikelihood_weight: float = 0.0
     kto_beta: float = 0.1
-    epochs: int = 6
+    epochs: int = 2
     max_steps: int = 0
     batch_size: int = 8
     replay_share: float = 0.5

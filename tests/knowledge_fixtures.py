@@ -1,6 +1,6 @@
 """A tiny sentence encoder built in the test session (a second, no download), and using it.
 
-``build_tiny_encoder`` trains a WordPiece tokenizer on the starter corpus's sentences and
+``build_tiny_encoder`` makes a WordPiece tokenizer of the starter corpus's words and
 builds a one-layer BertModel that is a bag of word pieces in BERT's clothing: every word piece
 has its own orthogonal direction, and position and token-type embeddings, the attention's output
 and the feed-forward output are zero, so each token's last hidden state is its own word piece's
@@ -25,20 +25,19 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 def build_tiny_encoder(destination: Path, *, seed: int = 0) -> Path:
     """Save the tiny encoder and its tokenizer into ``destination``; ``seed`` picks the weights."""
     import torch
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
     from learning.starter.corpus import load_corpus
 
-    tokenizer = Tokenizer(WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer = Tokenizer(WordPiece(_vocabulary(load_corpus().texts(), normalizer, pre_tokenizer)))
+    tokenizer.model.unk_token = "[UNK]"
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=VOCABULARY_SIZE, special_tokens=SPECIAL_TOKENS, show_progress=False
-    )
-    tokenizer.train_from_iterator(load_corpus().texts(), trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -79,6 +78,24 @@ def build_tiny_encoder(destination: Path, *, seed: int = 0) -> Path:
     model.save_pretrained(destination, safe_serialization=True)
     wrapped.save_pretrained(destination)
     return destination
+
+
+def _vocabulary(texts, normalizer, pre_tokenizer) -> dict[str, int]:
+    """Special tokens, every character (alone and as a continuation), then the corpus's most
+    frequent words, ties in alphabetical order: the same vocabulary in every session (the
+    tokenizers library's WordPiece trainer breaks ties differently from run to run, and one
+    word more or less changed which article a test question retrieved)."""
+    from collections import Counter
+
+    words: Counter[str] = Counter()
+    for text in texts:
+        split = pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+        words.update(word for word, _ in split)
+    characters = sorted({character for word in words for character in word})
+    pieces = [*SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters)]
+    frequent = sorted((word for word in words if len(word) > 1), key=lambda w: (-words[w], w))
+    pieces += frequent[: max(0, VOCABULARY_SIZE - len(pieces))]
+    return {piece: index for index, piece in enumerate(pieces)}
 
 
 @pytest.fixture(scope="session")

@@ -59,14 +59,18 @@ def test_it_prompts_with_the_articles_retrieved_and_declines_the_questions_it_sh
     examples = tuning_examples(corpus, CONFIG)
 
     declines = load_decline_questions()
-    answers, refusals = examples[:8], examples[8:]
+    answers = [example for example in examples if not example.declines]
+    refusals = [example for example in examples if example.declines]
+    assert examples == answers + refusals
     assert len(refusals) == len(declines.off_topic) + len(declines.person_requests)
-    for example, intent in zip(answers, [i for i in corpus.intents for _ in range(2)], strict=True):
+    assert len(answers) == 8  # two questions an intent, each retrieving its own article
+    by_answer = {intent.answer: intent for intent in corpus.intents}
+    for example in answers:
+        intent = by_answer[example.reply]
         system, user = example.prompt
-        assert (system["role"], user["role"], example.declines) == ("system", "user", False)
+        assert (system["role"], user["role"]) == ("system", "user")
         assert user["content"] in intent.questions  # training questions only
         assert sum(title in system["content"] for title in articles) == 3  # KNOWLEDGE_TOP_K
-        assert example.reply == intent.answer
         assert intent.answer in system["content"]
     topics = sorted({intent.topic for intent in corpus.intents})
     off_topic, person = refusals[0], refusals[-1]
@@ -114,7 +118,7 @@ def test_it_trains_the_top_layers_only_and_the_loss_falls(articles, corpus, tiny
     assert lines[-1].endswith(" elapsed, about 0m00s left")
 
 
-def test_it_registers_the_tuned_model_under_its_base_and_activates_it(articles, corpus, base):
+def test_it_registers_the_tuned_model_as_a_root_and_activates_it(articles, corpus, base):
     lines = []
 
     tuned = tune_base_version(base, config=CONFIG, corpus=corpus, log=lines.append)
@@ -122,7 +126,7 @@ def test_it_registers_the_tuned_model_under_its_base_and_activates_it(articles, 
     assert tuned.name.startswith("tiny-base-grounded-")
     assert (tuned.source, tuned.status) == ("trained", "active")
     # The loop's θ₀ is the tuned model: its runs are pulled toward it, not toward the base.
-    assert (tuned.parent, tuned.anchor) == (base, tuned)
+    assert (tuned.parent, tuned.anchor) == (None, None)
     assert anchor_for(tuned, "base") == tuned
     base.refresh_from_db()
     assert base.status == "ready"  # θ₀ stays registered, and answers nobody
@@ -141,9 +145,7 @@ def test_it_reuses_a_tuned_checkpoint_of_the_same_base_and_examples(
     articles, corpus, base, monkeypatch
 ):
     first = tune_base_version(base, config=CONFIG, corpus=corpus, log=lambda line: None)
-    # A new database on the same CHECKPOINT_DIR (the version is its own anchor: unset first).
-    ModelVersion.objects.filter(pk=first.pk).update(anchor=None)
-    first.delete()
+    first.delete()  # a new database on the same CHECKPOINT_DIR
     monkeypatch.setattr(grounded_tuning, "tune", lambda *args, **kwargs: pytest.fail("tuned"))
 
     again = tune_base_version(base, config=CONFIG, corpus=corpus, log=lambda line: None)
@@ -162,3 +164,23 @@ def test_it_refuses_to_tune_without_a_knowledge_base(tiny_encoder, corpus, base)
         "`manage.py seed_knowledge_base` first (bin/start does)."
     )
     assert ModelVersion.objects.get() == base
+
+
+def test_the_migration_makes_an_earlier_tuned_base_the_anchor_of_its_runs(base, tmp_path):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("learning.migrations.0006_tuned_base_is_its_own_root")
+    tuned = register_version(
+        "tiny-base-grounded-0123456789", str(tmp_path), "trained", parent=base, anchor=base
+    )
+    run = register_version("run-1-a1", str(tmp_path), "trained", parent=tuned, anchor=base)
+
+    migration.tuned_bases_become_roots(apps, None)
+
+    tuned.refresh_from_db()
+    run.refresh_from_db()
+    assert (tuned.parent, tuned.anchor) == (None, None)
+    assert (run.parent, run.anchor) == (tuned, tuned)
+    assert anchor_for(run, "base") == tuned

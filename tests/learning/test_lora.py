@@ -83,7 +83,14 @@ def delta_norm(model) -> float:
 
 
 def hyperparameters(**overrides) -> Hyperparameters:
-    fixed = {"regularizer": "l2sp", "replay_share": 0.0, "batch_size": 4, "autocast": "off"}
+    fixed = {
+        "regularizer": "l2sp",
+        "replay_share": 0.0,
+        "batch_size": 4,
+        "autocast": "off",
+        "lr": 1e-3,  # the tiny model's step (the defaults suit SmolLM2)
+        "epochs": 6,
+    }
     return Hyperparameters(**{**fixed, **overrides}).validated()
 
 

@@ -324,8 +324,8 @@ def test_it_converts_smollm2_once_tunes_it_and_activates_the_tuned_version(
     assert (tuned.source, tuned.status, tuned.parent, tuned.anchor) == (
         "trained",
         "active",
-        base,
-        base,
+        None,  # a root: the learning loop's θ₀ is the tuned model, not the download
+        None,
     )
     assert "  step 2/2  loss " in out
     assert f"{tuned.name} is now active." in out
