@@ -153,7 +153,9 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
                 "review that feedback, or update the golden examples if the policy changed."
             )
         raise LearningError("No usable feedback to learn from.")
-    replay = _encoded_retention("replay", tokenizer, known, grounded, hp)
+    replay = (
+        _encoded_retention("replay", tokenizer, known, grounded, hp) if hp.replay_share > 0 else []
+    )
     _save(
         run,
         parent=parent,
@@ -261,10 +263,7 @@ def _prepare_anchor(inputs: _RunInputs, config: RunSettings) -> _AnchorTerms:
 def _encoded_retention(
     which: str, tokenizer: Any, known_intents: int | None, grounded: bool, hp: Hyperparameters
 ) -> list[Encoded]:
-    """The encoded ``"gate"`` or ``"replay"`` retention prompts (none to replay when the
-    replay share is 0)."""
-    if which == "replay" and hp.replay_share <= 0:
-        return []
+    """The encoded ``"gate"`` or ``"replay"`` retention prompts."""
     prompts = retention_prompts(which, grounded=grounded, max_intents=known_intents)
     return encode_prompts(tokenizer, prompts, max_tokens=hp.max_tokens)
 
