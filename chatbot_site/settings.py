@@ -189,6 +189,17 @@ SUPPORT_CONTACT = envstr(
     "support@northwind-outfitters.example or +49 40 555 0199, Mon-Fri 8:00-18:00",
 )
 
+# --- Handoff to a person (README: "Handing a conversation to a person") ----------------
+# On: a customer who asks for a person, or whom the bot declined twice in a row, waits for an
+# agent in the staff inbox (/inbox/) and the bot stays silent. Off: the bot's decline only
+# names SUPPORT_CONTACT.
+HANDOFF_ENABLED = envbool("HANDOFF_ENABLED", True)
+HANDOFF_AFTER_DECLINES = envint("HANDOFF_AFTER_DECLINES", 2, minimum=1)
+# Shown to a waiting customer when no agent has the inbox open.
+SUPPORT_HOURS = envstr("SUPPORT_HOURS", "Mon-Fri 8:00-18:00 (Hamburg time)")
+# An agent counts as on duty while their inbox page pinged within this many seconds.
+AGENT_PRESENCE_SECONDS = envint("AGENT_PRESENCE_SECONDS", 90, minimum=5)
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a live Daphne server in tests shares the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-chatbot.sqlite3")}

@@ -16,6 +16,12 @@ Before each reply the consumer awaits `knowledge.retrieval.retrieve` (off the ev
 `services.decide_reply` decides: a grounded prompt for the engine, or a decline, which is
 stored and sent with the same frames as a generated reply (`bot_message.end` then carries
 `"model_version": null`: no model wrote it).
+
+Handoff: each socket joins its conversation's group (`conversations.handoff_events`), through
+which agents' messages, status changes and the satisfaction question arrive from whatever
+process the agent's inbox is on. A person-request decline, or the bot's
+HANDOFF_AFTER_DECLINES-th decline in a row, hands the conversation to a person; while a person
+has it, the customer's messages are stored and shown in the inbox, and no reply is generated.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from conversations import protocol, services
+from conversations import handoff, handoff_events, protocol, services
 from conversations.models import Message
 from conversations.protocol import ProtocolError
 from knowledge import retrieval
@@ -88,6 +94,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             messages = await database_sync_to_async(services.conversation_history)(
                 conversation.pk, self.owner
             )
+            status = await database_sync_to_async(handoff.status_frame)(conversation.pk)
+            needs_survey = await database_sync_to_async(handoff.needs_satisfaction)(conversation.pk)
+            if self.channel_layer is not None:
+                await self.channel_layer.group_add(
+                    handoff_events.conversation_group(conversation.pk), self.channel_name
+                )
         except services.ConversationForbidden:
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -99,8 +111,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_SERVER_ERROR)
             return
         await self._send_frame(
-            {"type": "conversation", "conversation": str(conversation.pk), "messages": messages}
+            {
+                "type": "conversation",
+                "conversation": str(conversation.pk),
+                "messages": messages,
+                "protocol": protocol.PROTOCOL_VERSION,
+                "status": status["status"],
+            }
         )
+        if status["status"] != handoff.Status.OPEN:
+            await self._send_frame(status)
+        if needs_survey:
+            await self._send_frame({"type": "csat.request"})
 
     async def disconnect(self, code: int) -> None:
         # The reply task, if any, keeps running: the engine stops generating at its next step,
@@ -108,6 +130,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.disconnected = True
         if self.reply_stream is not None:
             self.reply_stream.cancel()
+        if self.conversation_id is not None and self.channel_layer is not None:
+            await self.channel_layer.group_discard(
+                handoff_events.conversation_group(self.conversation_id), self.channel_name
+            )
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        """A frame for the customer from elsewhere: an agent's message, a new status."""
+        await self._send_frame(event["frame"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.conversation_id is None:
@@ -120,6 +150,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self._receive_user_message(payload)
             elif frame_type == "feedback":
                 await self._receive_feedback(payload)
+            elif frame_type == "handoff":
+                await self._hand_off(handoff.Conversation.HandoffReason.ASKED, always_answer=True)
+            elif frame_type == "csat":
+                await self._receive_satisfaction(payload)
         except ProtocolError as error:
             await self._send_error(error)
         except Exception:
@@ -160,14 +194,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
                     "client_id": client_id or None,
                 }
             )
+            if posted.handed_off:  # a person answers: show the message in the inbox
+                await handoff_events.new_message(self.conversation_id, posted.user_message_id)
+                return
             if posted.bot_message_id is None:
                 return  # a repeat of a stored message: it has (or is getting) its reply already
+            if posted.reopened:
+                await handoff_events.status_changed(self.conversation_id)
             bot_message_id = posted.bot_message_id
             found = await retrieval.retrieve(text)
             plan = services.decide_reply(text, found, posted.turns)
             grounding = plan.grounding
             if plan.declined:
                 await self._decline(bot_message_id, plan)
+                if plan.person_asked:
+                    await self._hand_off(handoff.Conversation.HandoffReason.ASKED)
+                else:
+                    await self._hand_off_after_declines()
                 return
             version = await serving.get_active_version()
             if version is None:
@@ -200,6 +243,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 end = {"type": "bot_message.end", "id": bot_message_id, "text": result.text}
                 # The engine answers each request with the version it was given.
                 await self._send_frame({**end, "model_version": version.name})
+                await self._hand_off_after_declines()  # the model may decline too
             else:
                 await self._send_error(ProtocolError("busy", UNAVAILABLE))
         except EngineBusy:
@@ -244,6 +288,34 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         except Exception:
             logger.exception("could not end failed reply %s", bot_message_id)
+
+    # --- handoff to a person ------------------------------------------------------------
+
+    async def _hand_off(self, reason: str, *, always_answer: bool = False) -> None:
+        """Queue the conversation for a person; everyone concerned hears of it. A customer who
+        asked (`always_answer`) is told the status even when nothing changed."""
+        changed = await database_sync_to_async(handoff.do_request_handoff)(
+            self.conversation_id, reason
+        )
+        if changed:
+            await handoff_events.status_changed(self.conversation_id)
+        elif always_answer:
+            frame = await database_sync_to_async(handoff.status_frame)(self.conversation_id)
+            if frame["status"] == handoff.Status.OPEN:  # handoff is off
+                detail = f"Our team is reachable at {settings.SUPPORT_CONTACT}."
+                frame = {**frame, "detail": detail}
+            await self._send_frame(frame)
+
+    async def _hand_off_after_declines(self) -> None:
+        if await database_sync_to_async(handoff.declined_too_often)(self.conversation_id):
+            await self._hand_off(handoff.Conversation.HandoffReason.DECLINES)
+
+    async def _receive_satisfaction(self, payload: dict[str, Any]) -> None:
+        frame = protocol.parse_satisfaction(payload)
+        answer = await database_sync_to_async(handoff.do_answer_satisfaction)(
+            self.conversation_id, frame.score, frame.comment or ""
+        )
+        await self._send_frame({"type": "csat.saved", "score": answer.score})
 
     # --- feedback -----------------------------------------------------------------------
 

@@ -11,8 +11,17 @@ from django.db.models import Q
 
 class Conversation(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
+        OPEN = "open", "With the bot"
+        WAITING_FOR_AGENT = "waiting_for_agent", "Waiting for a person"
+        WITH_AGENT = "with_agent", "With a person"
         CLOSED = "closed", "Closed"
+
+    class HandoffReason(models.TextChoices):
+        ASKED = "asked", "The customer asked for a person"
+        DECLINES = "declines", "The bot declined twice in a row"
+
+    # Statuses in which the bot stays silent: a person has (or will) take over.
+    HANDED_OFF = (Status.WAITING_FOR_AGENT, Status.WITH_AGENT)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Owner: the logged-in user if there is one, otherwise the browser session.
@@ -24,12 +33,26 @@ class Conversation(models.Model):
         related_name="conversations",
     )
     session_key = models.CharField(max_length=40, blank=True, db_index=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_conversations",
+        help_text="The person who claimed the conversation in the inbox.",
+    )
+    handoff_reason = models.CharField(max_length=10, choices=HandoffReason.choices, blank=True)
+    handed_off_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the conversation last started waiting for a person."
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["status", "handed_off_at"])]
 
     def __str__(self) -> str:
         return f"Conversation {str(self.id)[:8]}"
@@ -55,6 +78,7 @@ class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user", "Customer"
         ASSISTANT = "assistant", "Bot"
+        AGENT = "agent", "Agent"
 
     class FinishReason(models.TextChoices):
         STOP = "stop", "End of turn"
@@ -81,6 +105,14 @@ class Message(models.Model):
         on_delete=models.PROTECT,
         related_name="messages",
         help_text="The model version that wrote this reply (bot messages only).",
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The person who wrote this reply (agent messages only).",
     )
     finish_reason = models.CharField(max_length=20, choices=FinishReason.choices, blank=True)
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
@@ -129,6 +161,10 @@ class Feedback(models.Model):
         TONE = "tone", "Rude or unfriendly"
         OTHER = "other", "Something else"
 
+    class Source(models.TextChoices):
+        CUSTOMER = "customer", "Customer's rating"
+        AGENT = "agent", "Agent's answer"
+
     class ReviewStatus(models.TextChoices):
         PENDING = "pending", "Pending"
         APPROVED = "approved", "Approved"
@@ -146,6 +182,22 @@ class Feedback(models.Model):
         max_length=64, help_text="'user:<id>' or 'session:<key>'; one rating per message per owner."
     )
     rating = models.SmallIntegerField(choices=Rating.choices)
+    source = models.CharField(
+        max_length=10,
+        choices=Source.choices,
+        default=Source.CUSTOMER,
+        help_text="A customer's rating of a bot reply, or an agent's answer to a question the "
+        "bot could not answer (then `message` is the agent's reply, rated up, and `question` "
+        "the customer's message it answers, `answered_question`).",
+    )
+    answered_question = models.ForeignKey(
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Agent answers only: the customer's question the answer is for.",
+    )
     reason = models.CharField(max_length=20, choices=Reason.choices, blank=True)
     comment = models.TextField(blank=True)
     correction = models.TextField(
@@ -185,7 +237,57 @@ class Feedback(models.Model):
             models.Index(fields=["rating", "-updated_at"]),
             models.Index(fields=["reason"]),
             models.Index(fields=["-created_at"]),
+            models.Index(fields=["source"]),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_rating_display()} on message {self.message_id}"
+
+
+class Satisfaction(models.Model):
+    """The customer's answer to the one-question survey after a conversation was closed."""
+
+    conversation = models.OneToOneField(
+        Conversation, on_delete=models.CASCADE, related_name="satisfaction"
+    )
+    score = models.PositiveSmallIntegerField(help_text="1 (very unhappy) to 5 (very happy).")
+    comment = models.TextField(blank=True)
+    model_version = models.ForeignKey(
+        "learning.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The version that wrote the conversation's last bot reply.",
+    )
+    handed_off = models.BooleanField(
+        default=False, help_text="A person took part in the conversation."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "satisfaction answer"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score__gte=1, score__lte=5), name="satisfaction_score_1_to_5"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.score}/5 for {self.conversation}"
+
+
+class AgentPresence(models.Model):
+    """An open inbox socket: who is on duty now, across web processes.
+
+    A row per socket, deleted when it closes; a process that dies leaves its rows, which
+    count only while `last_seen` is recent (the inbox page pings).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    channel_name = models.CharField(max_length=200, unique=True)
+    last_seen = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.channel_name}"

@@ -29,10 +29,26 @@ from pydantic_core import PydanticCustomError
 from conversations.models import Feedback
 
 ErrorCode = Literal[
-    "bad_json", "unknown_type", "invalid", "too_long", "not_found", "rate_limited", "busy"
+    "bad_json",
+    "unknown_type",
+    "invalid",
+    "too_long",
+    "not_found",
+    "rate_limited",
+    "busy",
+    "forbidden",
+    "conflict",
 ]
 
-CLIENT_FRAME_TYPES = frozenset({"user_message", "feedback", "ping"})
+# The protocol's version, sent in the `conversation` frame (DESIGN.md). 2 added the handoff to
+# a person: the `handoff` and `csat` client frames, the `status`, `agent_message`,
+# `csat.request` and `csat.saved` server frames, the `forbidden` and `conflict` error codes.
+PROTOCOL_VERSION = 2
+
+CLIENT_FRAME_TYPES = frozenset({"user_message", "feedback", "ping", "handoff", "csat"})
+# Frames only the staff inbox (/ws/inbox/) accepts; the chat socket answers them `forbidden`.
+AGENT_FRAME_TYPES = frozenset({"claim", "agent_message", "hand_back", "close", "transcript"})
+INBOX_FRAME_TYPES = AGENT_FRAME_TYPES | {"ping"}
 MAX_CLIENT_ID_CHARS = 64
 # Message ids are 64-bit primary keys; a bigger number would overflow the database's integer.
 MAX_MESSAGE_ID = 2**63 - 1
@@ -51,11 +67,16 @@ class ProtocolError(Exception):
         return {"type": "error", "code": self.code, "detail": self.detail}
 
 
-def decode_frame(text_data: str | None, bytes_data: bytes | None) -> tuple[str, dict[str, Any]]:
+def decode_frame(
+    text_data: str | None,
+    bytes_data: bytes | None,
+    accepted: frozenset[str] = CLIENT_FRAME_TYPES,
+) -> tuple[str, dict[str, Any]]:
     """Turn a raw websocket frame into (type, JSON object), checking its size before parsing.
 
     Daphne sets no frame-size limit, so the size is checked here, in UTF-8 bytes, before the
-    JSON parser sees the frame.
+    JSON parser sees the frame. `accepted`: the frame types of the socket (the chat's, or the
+    inbox's); an agent's frame on the chat socket is `forbidden`.
     """
     if text_data is None:
         raise ProtocolError("invalid", "Binary frames are not supported; send JSON text.")
@@ -72,7 +93,9 @@ def decode_frame(text_data: str | None, bytes_data: bytes | None) -> tuple[str, 
     frame_type = payload.get("type")
     if not isinstance(frame_type, str):
         raise ProtocolError("unknown_type", "Frame has no string 'type'.")
-    if frame_type not in CLIENT_FRAME_TYPES:
+    if frame_type not in accepted:
+        if frame_type in AGENT_FRAME_TYPES:
+            raise ProtocolError("forbidden", "Only staff in the inbox can send agent frames.")
         raise ProtocolError("unknown_type", "Unknown frame type.")
     return frame_type, payload
 
@@ -163,6 +186,52 @@ class FeedbackFrame(BaseModel):
         return self
 
 
+class SatisfactionFrame(BaseModel):
+    """`{"type": "csat", "score": 1..5, "comment": "optional"}`: the survey after closing."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["csat"]
+    score: StrictInt
+    comment: StrictStr | None = None
+
+    @field_validator("score")
+    @classmethod
+    def _score_is_one_to_five(cls, value: int) -> int:
+        if not 1 <= value <= 5:
+            raise PydanticCustomError("invalid", "score must be 1 to 5")
+        return value
+
+    @field_validator("comment")
+    @classmethod
+    def _comment_is_short(cls, value: str | None) -> str:
+        return _optional_text(value, "comment", settings.CHAT_MAX_COMMENT_CHARS)
+
+
+class InboxFrame(BaseModel):
+    """An agent's action on one conversation: `claim`, `hand_back`, `close`, `transcript`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["claim", "hand_back", "close", "transcript"]
+    conversation: StrictStr = Field(max_length=64)
+
+
+class AgentMessageFrame(InboxFrame):
+    """`{"type": "agent_message", "conversation", "text", "client_id": "optional"}`."""
+
+    type: Literal["agent_message"]  # type: ignore[assignment]
+    text: StrictStr
+    client_id: StrictStr | None = Field(default="", max_length=MAX_CLIENT_ID_CHARS)
+
+    _text_is_present_and_short = field_validator("text")(
+        UserMessageFrame._text_is_present_and_short.__func__  # type: ignore[attr-defined]
+    )
+    _client_id_or_empty = field_validator("client_id")(
+        UserMessageFrame._client_id_or_empty.__func__  # type: ignore[attr-defined]
+    )
+
+
 def _error_from_validation(error: ValidationError) -> ProtocolError:
     errors = error.errors(include_url=False, include_input=False)
     too_long = [e for e in errors if e["type"] == "too_long"]
@@ -188,5 +257,20 @@ def parse_user_message(payload: dict[str, Any]) -> UserMessageFrame:
 def parse_feedback(payload: dict[str, Any]) -> FeedbackFrame:
     try:
         return FeedbackFrame.model_validate(payload)
+    except ValidationError as error:
+        raise _error_from_validation(error) from None
+
+
+def parse_satisfaction(payload: dict[str, Any]) -> SatisfactionFrame:
+    try:
+        return SatisfactionFrame.model_validate(payload)
+    except ValidationError as error:
+        raise _error_from_validation(error) from None
+
+
+def parse_inbox_frame(payload: dict[str, Any]) -> InboxFrame | AgentMessageFrame:
+    model = AgentMessageFrame if payload.get("type") == "agent_message" else InboxFrame
+    try:
+        return model.model_validate(payload)
     except ValidationError as error:
         raise _error_from_validation(error) from None

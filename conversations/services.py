@@ -35,6 +35,14 @@ the team (SUPPORT_CONTACT), sent with the same frames as any reply and stored wi
 articles (`learning.chat_format.grounded_turns`). Either way the reply stores the articles it
 was shown (`Message.grounding`), so staff see why it said what it said, and training rebuilds
 the same prompt.
+
+Handoff to a person
+-------------------
+With HANDOFF_ENABLED a person-request decline, or the HANDOFF_AFTER_DECLINES-th decline in a
+row, puts the conversation in the queue for a person (`conversations.handoff`). While it waits
+or is with an agent, `do_post_user_message` stores the customer's message without a pending
+reply: the bot is silent. A message to a closed conversation reopens it with the bot. In
+prompts an agent's message is an assistant turn: the bot continues what the person said.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from conversations.handoff import agent_name
 from conversations.models import Conversation, Feedback, Message
 from conversations.person_request import asks_for_a_person
 from conversations.protocol import ProtocolError
@@ -130,7 +139,8 @@ def do_open_conversation(owner: Owner, conversation_id: str | None) -> Conversat
 
 
 def conversation_history(conversation_id: uuid.UUID, owner: Owner) -> list[dict[str, Any]]:
-    """The `messages` of the `conversation` frame: finished messages with the owner's ratings."""
+    """The `messages` of the `conversation` frame: finished messages with the owner's ratings;
+    an agent's message also names the agent (`"agent"`)."""
     ratings = dict(
         Feedback.objects.filter(
             message__conversation_id=conversation_id, owner_key=owner.key
@@ -140,27 +150,34 @@ def conversation_history(conversation_id: uuid.UUID, owner: Owner) -> list[dict[
         Message.objects.finished()
         .filter(conversation_id=conversation_id)
         .order_by("created_at", "id")
-        .values_list("id", "role", "text")
+        .select_related("author")
     )
-    return [
-        {
-            "id": pk,
-            "role": role,
-            "text": text,
-            "rating": ratings.get(pk) if role == Role.ASSISTANT else None,
+    history = []
+    for message in messages:
+        entry: dict[str, Any] = {
+            "id": message.pk,
+            "role": message.role,
+            "text": message.text,
+            "rating": ratings.get(message.pk) if message.role == Role.ASSISTANT else None,
         }
-        for pk, role, text in messages
-    ]
+        if message.role == Role.AGENT:
+            entry["agent"] = agent_name(message.author)
+        history.append(entry)
+    return history
 
 
 @dataclass(frozen=True)
 class PostedMessage:
-    """A user message stored, and the reply to write (None when the message was a repeat)."""
+    """A user message stored, and the reply to write (None when the message was a repeat, or
+    when a person answers: `handed_off`). `reopened`: the message reopened a closed
+    conversation."""
 
     user_message_id: int
     client_id: str
     bot_message_id: int | None
     turns: list[dict[str, str]]
+    handed_off: bool = False
+    reopened: bool = False
 
 
 def check_message_rate(owner: Owner) -> None:
@@ -208,7 +225,12 @@ def prompt_turns(conversation_id: uuid.UUID) -> list[dict[str, str]]:
         .order_by("created_at", "id")
         .values_list("role", "text")
     )
-    return [{"role": role, "content": text} for role, text in rows]
+    return [{"role": as_prompt_role(role), "content": text} for role, text in rows]
+
+
+def as_prompt_role(role: str) -> str:
+    """A message's role in a model's prompt: an agent's message is an assistant turn."""
+    return Role.ASSISTANT.value if role == Role.AGENT else role
 
 
 def do_post_user_message(
@@ -226,21 +248,33 @@ def do_post_user_message(
     check_conversation_length(conversation_id)
     try:
         with transaction.atomic():
+            # Locks the row: a claim or a close waits for the message, then sees it.
+            conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+            reopened = conversation.status == Conversation.Status.CLOSED
+            handed_off = conversation.status in Conversation.HANDED_OFF
             question = Message.objects.create(
                 conversation_id=conversation_id, role=Role.USER, text=text, client_id=client_id
             )
-            reply = Message.objects.create(
-                conversation_id=conversation_id, role=Role.ASSISTANT, text="", finish_reason=""
-            )
-            Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now())
+            if handed_off:
+                reply = None
+            else:
+                reply = Message.objects.create(
+                    conversation_id=conversation_id, role=Role.ASSISTANT, text="", finish_reason=""
+                )
+            changes: dict[str, Any] = {"updated_at": timezone.now()}
+            if reopened:
+                changes.update(status=Conversation.Status.OPEN, closed_at=None)
+            Conversation.objects.filter(pk=conversation_id).update(**changes)
     except IntegrityError:
         # Two connections sent the same client_id at once: the other one stored it.
         existing = _existing_message(conversation_id, client_id)
         if existing is None:
             raise
         return existing
+    if reply is None:
+        return PostedMessage(question.pk, client_id, None, [], handed_off=True)
     turns = prompt_turns(conversation_id)
-    return PostedMessage(question.pk, client_id, reply.pk, turns)
+    return PostedMessage(question.pk, client_id, reply.pk, turns, reopened=reopened)
 
 
 # The two declines: fixed texts, so that a customer gets the same clear answer every time.
@@ -252,9 +286,14 @@ DECLINE_PERSON_ASKED = (
     "Of course: a person from our team can take over. You can reach them at {contact}. "
     "Until then, I'm happy to answer questions about {topics}."
 )
+# The same, when the conversation is handed to a person (HANDOFF_ENABLED).
+DECLINE_HANDING_OFF = (
+    "Of course: I'm passing you to a person from our team, who will answer you here."
+)
 # How every decline starts: a model tuned to decline (learning.grounded_tuning) writes it too.
 DECLINE_OPENINGS = tuple(
-    template.split("{")[0].strip() for template in (DECLINE_OFF_TOPIC, DECLINE_PERSON_ASKED)
+    template.split("{")[0].strip()
+    for template in (DECLINE_OFF_TOPIC, DECLINE_PERSON_ASKED, DECLINE_HANDING_OFF)
 )
 
 
@@ -269,6 +308,7 @@ class ReplyPlan:
     turns: list[dict[str, str]]
     grounding: list[dict[str, Any]]
     decline_text: str = ""
+    person_asked: bool = False
 
     @property
     def declined(self) -> bool:
@@ -284,6 +324,8 @@ def decline_text(*, person_asked: bool, topics: Sequence[str]) -> str:
         listed = names[0]
     else:
         listed = f"{', '.join(names[:-1])} and {names[-1]}"
+    if person_asked and settings.HANDOFF_ENABLED:
+        return DECLINE_HANDING_OFF
     template = DECLINE_PERSON_ASKED if person_asked else DECLINE_OFF_TOPIC
     return template.format(topics=listed, contact=settings.SUPPORT_CONTACT)
 
@@ -298,6 +340,14 @@ def decline_topics(retrieval: Retrieval) -> list[str]:
     """What a decline says the bot can help with: the knowledge base's topics, or without any,
     the titles of the articles retrieved."""
     return list(retrieval.topics) or [article.title for article in retrieval.articles]
+
+
+def grounding_of(retrieval: Retrieval) -> list[dict[str, Any]]:
+    """The retrieved articles as a message stores them (`Message.grounding`)."""
+    return [
+        {"id": article.id, "title": article.title, "text": article.text, "score": article.score}
+        for article in retrieval.articles
+    ]
 
 
 def decide_reply(
@@ -317,15 +367,14 @@ def decide_reply(
     """
     if not retrieval.enabled:
         return ReplyPlan(turns=turns, grounding=[])
-    grounding = [
-        {"id": article.id, "title": article.title, "text": article.text, "score": article.score}
-        for article in retrieval.articles
-    ]
+    grounding = grounding_of(retrieval)
     person_asked = asks_for_a_person(question)
     if person_asked or retrieval.best_score < settings.KNOWLEDGE_MIN_SCORE:
         topics = decline_topics(retrieval) if topics is None else topics
         text = decline_text(person_asked=person_asked, topics=topics)
-        return ReplyPlan(turns=turns, grounding=grounding, decline_text=text)
+        return ReplyPlan(
+            turns=turns, grounding=grounding, decline_text=text, person_asked=person_asked
+        )
     return ReplyPlan(turns=grounded_turns(turns, grounding), grounding=grounding)
 
 

@@ -15,6 +15,11 @@ asked for a person) gives examples like any other, with the prompt the model wou
 a thumbs-up teaches the model to decline there too, a thumbs-down says the question deserved
 an answer (the threshold was too strict), and a correction is the answer it should have had.
 A thumbs-down that only says "I wanted a person sooner" is noise that review rejects.
+
+An agent's answer to a question the bot could not answer (``Feedback.source`` = agent,
+``conversations.handoff``) gives one desirable example: the conversation up to that question,
+grounded in the articles retrieved for it, then the agent's reply. The agent is its owner for
+the per-owner cap, and it is reviewed and protected like a correction.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from conversations.models import Feedback, Message
+from conversations.services import as_prompt_role
 from learning.chat_format import grounded_turns, turn_ids, without_oldest_turn
 
 
@@ -60,6 +66,7 @@ class RatedTurn:
     reply: str
     label: int
     correction: str
+    source: str = Feedback.Source.CUSTOMER
 
 
 def usable_feedback(*, require_approval: bool) -> QuerySet[Feedback]:
@@ -90,11 +97,15 @@ def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
     turns = []
     for row in rows:
         before = []
+        # An agent's answer follows the question it answers (declines in between are left
+        # out); a rated reply, everything before it. Ids are ordered.
+        agent_answer = row.source == Feedback.Source.AGENT and row.answered_question_id is not None
+        last = row.answered_question_id if agent_answer else row.message_id - 1
         for message in history[row.conversation_id]:
-            if message.pk >= row.message_id:  # ids are ordered: everything before the reply
+            if message.pk > last:
                 break
             if message.text:
-                before.append({"role": message.role, "content": message.text})
+                before.append({"role": as_prompt_role(message.role), "content": message.text})
         turns.append(
             RatedTurn(
                 feedback_id=row.pk,
@@ -103,6 +114,7 @@ def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
                 reply=row.message.text,
                 label=row.rating,
                 correction=row.correction.strip(),
+                source=row.source,
             )
         )
     return turns
@@ -153,7 +165,7 @@ def build_examples_from_feedback(
     per_owner: dict[str, int] = defaultdict(int)
     result = ExampleSet()
     digest = hashlib.sha256()
-    capped = corrections = 0
+    capped = corrections = agent_answers = 0
     for turn in rated_turns(queryset):  # newest first, so the cap keeps the newest
         wanted = [(turn.reply, turn.label)]
         if turn.correction:
@@ -163,6 +175,7 @@ def build_examples_from_feedback(
             continue
         per_owner[turn.owner_key] += len(wanted)
         corrections += bool(turn.correction)
+        agent_answers += turn.source == Feedback.Source.AGENT
         result.feedback_ids.append(turn.feedback_id)
         side = (
             result.heldout
@@ -187,6 +200,7 @@ def build_examples_from_feedback(
         "desirable": sum(1 for e in everything if e.label > 0),
         "undesirable": sum(1 for e in everything if e.label < 0),
         "corrections": corrections,
+        "agent_answers": agent_answers,
         "capped_feedback": capped,
     }
     result.data_hash = digest.hexdigest()

@@ -31,6 +31,8 @@ async def test_it_resumes_its_own_conversation():
         "type": "conversation",
         "conversation": hello["conversation"],
         "messages": [],
+        "protocol": 2,
+        "status": "open",
     }
     await again.disconnect()
 

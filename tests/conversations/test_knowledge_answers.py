@@ -109,9 +109,10 @@ async def test_a_question_no_article_matches_is_declined_with_the_contact(
     await socket.disconnect()
 
 
-async def test_asking_for_a_person_is_declined_with_the_contact(
+async def test_asking_for_a_person_is_declined_with_the_contact_when_handoff_is_off(
     articles, active_model_version, settings
 ):
+    settings.HANDOFF_ENABLED = False
     socket, _ = await open_chat(await new_session_cookie())
 
     turn = await chat_turn(socket, "can i talk to a human")

@@ -17,6 +17,7 @@ QUESTION = [{"role": "user", "content": "how much is shipping?"}]
 def knowledge_settings(settings):
     settings.KNOWLEDGE_MIN_SCORE = 0.45
     settings.SUPPORT_CONTACT = CONTACT
+    settings.HANDOFF_ENABLED = False  # the declines' own texts; with a handoff: below
 
 
 def shipping(score: float) -> Retrieval:
@@ -83,3 +84,13 @@ def test_the_decline_lists_each_topic_once_and_offers_the_team():
         f"If you'd like to talk to a person, our team can take over: {CONTACT}."
     )
     assert "questions about our shop." in services.decline_text(person_asked=True, topics=[])
+
+
+def test_with_handoff_on_a_request_for_a_person_says_a_person_will_answer_here(settings):
+    settings.HANDOFF_ENABLED = True
+
+    plan = services.decide_reply("Can I speak with someone?", shipping(0.99), QUESTION)
+
+    assert plan.person_asked and plan.declined
+    assert plan.decline_text == services.DECLINE_HANDING_OFF
+    assert services.is_decline(plan.decline_text)

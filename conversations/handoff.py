@@ -1,0 +1,439 @@
+"""Handing a conversation to a person: waiting, claiming, agents' replies, handing back, closing.
+
+A conversation is `open` (the bot answers), `waiting_for_agent` (the customer asked for a
+person, or the bot declined HANDOFF_AFTER_DECLINES times in a row), `with_agent` (an agent
+claimed it in the inbox) or `closed`. While it is waiting or with an agent the bot is silent:
+the customer's messages are stored and shown in the inbox, and nothing is generated. Every
+change of status is one conditional UPDATE (`filter(status=...).update(...)`), so two agents
+claiming the same conversation, or an agent closing one the customer is just handing off, can
+never both win: the loser gets a `HandoffRefused` it can show.
+
+The consumers (chat and inbox) call these through `database_sync_to_async` and tell the other
+side through the channel layer (`conversations.handoff_events`); nothing here sends frames.
+
+An agent's answer to a question the bot could not answer becomes a training example: a Feedback
+row with `source=agent` on the agent's message, rated up, whose `answered_question` is the customer's
+message it answers (`do_record_agent_answer`). It goes through the same review setting, per-owner
+cap (the agent is the owner) and golden protection as a customer's correction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from conversations.models import AgentPresence, Conversation, Feedback, Message, Satisfaction
+from conversations.person_request import asks_for_a_person
+from conversations.protocol import ProtocolError
+
+Status = Conversation.Status
+Role = Message.Role
+
+
+class HandoffRefused(ProtocolError):
+    """An inbox action that cannot be done: someone else claimed it, it is not waiting, ..."""
+
+
+# --- what the customer is told ---------------------------------------------------------------
+
+
+def agent_name(user: Any | None) -> str | None:
+    """How an agent is shown to customers: their first name, else their username."""
+    if user is None:
+        return None
+    return (getattr(user, "first_name", "") or "").strip() or user.get_username()
+
+
+def agents_on_duty() -> bool:
+    """Whether an agent has the inbox open (pinged within AGENT_PRESENCE_SECONDS)."""
+    since = timezone.now() - timedelta(seconds=settings.AGENT_PRESENCE_SECONDS)
+    return AgentPresence.objects.filter(last_seen__gte=since).exists()
+
+
+def status_detail(status: str, agent: str | None, *, on_duty: bool) -> str:
+    """The sentence a customer reads about who answers now."""
+    if status == Status.WAITING_FOR_AGENT:
+        if on_duty:
+            return "A person from our team will answer you here shortly."
+        return (
+            "A person from our team will answer you here. Nobody is online right now: our "
+            f"hours are {settings.SUPPORT_HOURS}, and we'll reply as soon as we're back. You "
+            f"can also reach us at {settings.SUPPORT_CONTACT}."
+        )
+    if status == Status.WITH_AGENT:
+        return f"{agent or 'A person from our team'} is answering you now."
+    if status == Status.CLOSED:
+        return "This conversation is closed. Write again at any time to reopen it."
+    return "The assistant is answering again."
+
+
+def status_frame(conversation_id: uuid.UUID) -> dict[str, Any]:
+    """The protocol's `status` frame for a conversation as it is now."""
+    conversation = Conversation.objects.select_related("agent").get(pk=conversation_id)
+    name = agent_name(conversation.agent) if conversation.status == Status.WITH_AGENT else None
+    on_duty = conversation.status != Status.WAITING_FOR_AGENT or agents_on_duty()
+    return {
+        "type": "status",
+        "status": conversation.status,
+        "agent": name,
+        "detail": status_detail(conversation.status, name, on_duty=on_duty),
+    }
+
+
+# --- the customer's side ---------------------------------------------------------------------
+
+
+def do_request_handoff(conversation_id: uuid.UUID, reason: str) -> bool:
+    """Put an open (or closed) conversation in the queue for a person; False when it already
+    waits or is with an agent, or when handoff is off (HANDOFF_ENABLED)."""
+    if not settings.HANDOFF_ENABLED:
+        return False
+    return bool(
+        Conversation.objects.filter(
+            pk=conversation_id, status__in=(Status.OPEN, Status.CLOSED)
+        ).update(
+            status=Status.WAITING_FOR_AGENT,
+            handoff_reason=reason,
+            handed_off_at=timezone.now(),
+            agent=None,
+            closed_at=None,
+            updated_at=timezone.now(),
+        )
+    )
+
+
+def declined_too_often(conversation_id: uuid.UUID) -> bool:
+    """Whether the bot's last HANDOFF_AFTER_DECLINES replies in a row were declines."""
+    needed = settings.HANDOFF_AFTER_DECLINES
+    last = list(
+        Message.objects.finished()
+        .filter(conversation_id=conversation_id, role__in=(Role.ASSISTANT, Role.AGENT))
+        .order_by("-created_at", "-id")
+        .values_list("declined", flat=True)[:needed]
+    )
+    return len(last) == needed and all(last)
+
+
+def needs_satisfaction(conversation_id: uuid.UUID) -> bool:
+    """A closed conversation whose survey the customer has not answered."""
+    return Conversation.objects.filter(
+        pk=conversation_id, status=Status.CLOSED, satisfaction__isnull=True
+    ).exists()
+
+
+def do_answer_satisfaction(conversation_id: uuid.UUID, score: int, comment: str) -> Satisfaction:
+    """Store the customer's 1-5 answer, once per conversation, for a closed conversation."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    if conversation.status != Status.CLOSED:
+        raise ProtocolError("invalid", "The survey opens when the conversation is closed.")
+    last_reply = (
+        Message.objects.filter(
+            conversation_id=conversation_id, role=Role.ASSISTANT, model_version__isnull=False
+        )
+        .order_by("-created_at", "-id")
+        .values_list("model_version_id", flat=True)
+        .first()
+    )
+    handed_off = conversation.handed_off_at is not None or (
+        Message.objects.filter(conversation_id=conversation_id, role=Role.AGENT).exists()
+    )
+    try:
+        with transaction.atomic():
+            return Satisfaction.objects.create(
+                conversation=conversation,
+                score=score,
+                comment=comment,
+                model_version_id=last_reply,
+                handed_off=handed_off,
+            )
+    except IntegrityError:
+        raise ProtocolError("invalid", "You have already answered this survey.") from None
+
+
+# --- the agents' side ------------------------------------------------------------------------
+
+
+def check_agent(user_id: int | None) -> Any:
+    """The active staff user `user_id`, or `forbidden` (staff status can be taken away while
+    an inbox socket is open: every action checks it again)."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).first()
+    if user is None:
+        raise HandoffRefused("forbidden", "Only staff can answer customers.")
+    return user
+
+
+def _conversation(conversation_id: str | uuid.UUID) -> Conversation:
+    try:
+        pk = uuid.UUID(str(conversation_id))
+    except ValueError:
+        raise HandoffRefused("not_found", "No such conversation.") from None
+    conversation = Conversation.objects.select_related("agent").filter(pk=pk).first()
+    if conversation is None:
+        raise HandoffRefused("not_found", "No such conversation.")
+    return conversation
+
+
+def do_claim(conversation_id: str | uuid.UUID, user_id: int) -> Conversation:
+    """The agent takes a waiting conversation; exactly one of two racing agents wins."""
+    agent = check_agent(user_id)
+    conversation = _conversation(conversation_id)
+    claimed = Conversation.objects.filter(
+        pk=conversation.pk, status=Status.WAITING_FOR_AGENT
+    ).update(status=Status.WITH_AGENT, agent=agent, updated_at=timezone.now())
+    if not claimed:
+        conversation.refresh_from_db()
+        if conversation.status == Status.WITH_AGENT and conversation.agent_id == agent.pk:
+            return conversation  # claimed twice by the same agent: nothing to do
+        who = agent_name(conversation.agent) if conversation.agent else None
+        raise HandoffRefused(
+            "conflict",
+            f"{who} has already claimed this conversation."
+            if who
+            else "This conversation is not waiting for a person any more.",
+        )
+    conversation.refresh_from_db()
+    return conversation
+
+
+def _check_assigned(conversation: Conversation, agent: Any) -> None:
+    if conversation.status != Status.WITH_AGENT:
+        raise HandoffRefused("conflict", "Claim the conversation before answering.")
+    if conversation.agent_id != agent.pk:
+        raise HandoffRefused(
+            "conflict", f"{agent_name(conversation.agent)} is answering this conversation."
+        )
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    """An agent's message as stored; `repeat`: its client_id was seen before (a resend)."""
+
+    conversation_id: uuid.UUID
+    message_id: int
+    text: str
+    agent: str
+    client_id: str
+    repeat: bool = False
+
+    def customer_frame(self) -> dict[str, Any]:
+        return {
+            "type": "agent_message",
+            "id": self.message_id,
+            "text": self.text,
+            "agent": self.agent,
+        }
+
+
+def do_post_agent_message(
+    conversation_id: str | uuid.UUID, user_id: int, text: str, client_id: str = ""
+) -> AgentReply:
+    """Store the assigned agent's reply (role `agent`, author = the agent)."""
+    agent = check_agent(user_id)
+    conversation = _conversation(conversation_id)
+    name = agent_name(agent) or ""
+    if client_id:
+        existing = Message.objects.filter(
+            conversation=conversation, client_id=client_id, role=Role.AGENT
+        ).first()
+        if existing is not None:
+            return AgentReply(conversation.pk, existing.pk, existing.text, name, client_id, True)
+    _check_assigned(conversation, agent)
+    if Message.objects.filter(conversation=conversation).count() + 1 > (
+        settings.CHAT_MAX_CONVERSATION_MESSAGES
+    ):
+        raise HandoffRefused("too_long", "This conversation has reached its message limit.")
+    with transaction.atomic():
+        message = Message.objects.create(
+            conversation=conversation,
+            role=Role.AGENT,
+            author=agent,
+            text=text,
+            client_id=client_id,
+            finish_reason=Message.FinishReason.STOP,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    return AgentReply(conversation.pk, message.pk, text, name, client_id)
+
+
+def _release(
+    conversation_id: str | uuid.UUID, user_id: int, status: str, **values: Any
+) -> Conversation:
+    """Hand back or close: the assigned agent may, and any agent while nobody has claimed it."""
+    agent = check_agent(user_id)
+    conversation = _conversation(conversation_id)
+    owned = Q(agent_id=agent.pk) if conversation.agent_id else Q(agent__isnull=True)
+    changed = (
+        Conversation.objects.filter(owned, pk=conversation.pk, status=conversation.status)
+        .exclude(status__in=(Status.OPEN, Status.CLOSED))
+        .update(status=status, agent=None, updated_at=timezone.now(), **values)
+    )
+    if not changed:
+        conversation.refresh_from_db()
+        if conversation.status in (Status.OPEN, Status.CLOSED):
+            raise HandoffRefused("conflict", "This conversation is no longer with a person.")
+        raise HandoffRefused(
+            "conflict", f"{agent_name(conversation.agent)} is answering this conversation."
+        )
+    conversation.refresh_from_db()
+    return conversation
+
+
+def do_hand_back(conversation_id: str | uuid.UUID, user_id: int) -> Conversation:
+    """The bot answers again."""
+    return _release(conversation_id, user_id, Status.OPEN)
+
+
+def do_close(conversation_id: str | uuid.UUID, user_id: int) -> Conversation:
+    """The conversation ends; the customer is asked the satisfaction question."""
+    return _release(conversation_id, user_id, Status.CLOSED, closed_at=timezone.now())
+
+
+# --- learning from agents --------------------------------------------------------------------
+
+
+def answered_question(agent_message_id: int) -> Message | None:
+    """The customer's question an agent's message answers, if the bot could not answer it.
+
+    Walking back from the agent's message: declines and person requests (with their declines)
+    are skipped; the first other customer message is the question. Another agent message or a
+    bot reply that was not a decline in between means it had been answered already: None.
+    """
+    message = Message.objects.get(pk=agent_message_id)
+    earlier = (
+        Message.objects.finished()
+        .filter(conversation_id=message.conversation_id, id__lt=message.pk)
+        .order_by("-created_at", "-id")
+    )
+    for candidate in earlier[:50]:
+        if candidate.role == Role.USER:
+            if asks_for_a_person(candidate.text):
+                continue
+            return candidate
+        if candidate.role == Role.AGENT or not candidate.declined:
+            return None
+    return None
+
+
+def do_record_agent_answer(
+    agent_message_id: int, grounding: list[dict[str, Any]] | None = None
+) -> Feedback | None:
+    """Make the agent's answer a training example when it answers a question the bot could not
+    (see `answered_question`); `grounding` is the articles retrieved for that question now,
+    stored on the agent's message so that training shows the model what it would see."""
+    message = Message.objects.select_related("conversation").get(pk=agent_message_id)
+    question = answered_question(agent_message_id)
+    if question is None or message.author_id is None:
+        return None
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(grounding=grounding or [])
+        feedback, _ = Feedback.objects.get_or_create(
+            message=message,
+            owner_key=f"agent:{message.author_id}",
+            defaults={
+                "conversation_id": message.conversation_id,
+                "user_id": message.author_id,
+                "rating": Feedback.Rating.UP,
+                "source": Feedback.Source.AGENT,
+                "answered_question": question,
+            },
+        )
+    return feedback
+
+
+# --- presence --------------------------------------------------------------------------------
+
+
+def do_agent_seen(user_id: int, channel_name: str) -> None:
+    AgentPresence.objects.update_or_create(
+        channel_name=channel_name, defaults={"user_id": user_id, "last_seen": timezone.now()}
+    )
+
+
+def do_agent_left(channel_name: str) -> None:
+    AgentPresence.objects.filter(channel_name=channel_name).delete()
+
+
+# --- the inbox's views -----------------------------------------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def conversation_summary(conversation: Conversation) -> dict[str, Any]:
+    """One row of the inbox."""
+    last = (
+        Message.objects.finished()
+        .filter(conversation=conversation)
+        .order_by("-created_at", "-id")
+        .values_list("role", "text")
+        .first()
+    )
+    return {
+        "id": str(conversation.pk),
+        "status": conversation.status,
+        "agent": agent_name(conversation.agent),
+        "agent_id": conversation.agent_id,
+        "reason": conversation.handoff_reason,
+        "waiting_since": _iso(conversation.handed_off_at),
+        "last_message": {"role": last[0], "text": last[1][:200]} if last else None,
+    }
+
+
+def summary_of(conversation_id: str | uuid.UUID) -> dict[str, Any]:
+    return conversation_summary(_conversation(conversation_id))
+
+
+def inbox_conversations() -> list[dict[str, Any]]:
+    """Waiting and assigned conversations, the longest waiting first."""
+    rows = (
+        Conversation.objects.filter(status__in=Conversation.HANDED_OFF)
+        .select_related("agent")
+        .order_by("handed_off_at", "created_at")
+    )
+    return [conversation_summary(conversation) for conversation in rows]
+
+
+def message_entry(message: Message, ratings: dict[int, int] | None = None) -> dict[str, Any]:
+    """A message as the inbox shows it: who wrote it, the bot's articles, the customer's rating."""
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "text": message.text,
+        "agent": agent_name(message.author) if message.role == Role.AGENT else None,
+        "declined": message.declined,
+        "articles": [article.get("title", "") for article in message.grounding or []]
+        if message.role == Role.ASSISTANT
+        else [],
+        "rating": (ratings or {}).get(message.pk),
+        "created_at": _iso(message.created_at),
+    }
+
+
+def transcript(conversation_id: str | uuid.UUID) -> dict[str, Any]:
+    """The inbox's `transcript` frame: the whole conversation with the customer's ratings."""
+    conversation = _conversation(conversation_id)
+    ratings = dict(
+        Feedback.objects.filter(
+            conversation=conversation, source=Feedback.Source.CUSTOMER
+        ).values_list("message_id", "rating")
+    )
+    messages = (
+        Message.objects.finished()
+        .filter(conversation=conversation)
+        .select_related("author")
+        .order_by("created_at", "id")
+    )
+    return {
+        "type": "transcript",
+        "conversation": conversation_summary(conversation),
+        "messages": [message_entry(message, ratings) for message in messages],
+    }
