@@ -7,7 +7,11 @@ import pytest
 from asgiref.sync import SyncToAsync
 from django.db import connections
 
-pytest_plugins = ["tests.model_fixtures", "tests.knowledge_fixtures"]
+pytest_plugins = [
+    "tests.model_fixtures",
+    "tests.knowledge_fixtures",
+    "tests.conversations.retrieval_stubs",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 

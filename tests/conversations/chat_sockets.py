@@ -115,3 +115,28 @@ async def replies_settle():
     """Let replies still generating after a test store themselves before the DB is flushed."""
     yield
     await wait_for_replies()
+
+
+def inbox_socket(cookie: str | None) -> WebsocketCommunicator:
+    """The staff inbox's socket (/ws/inbox/) for the browser with `cookie`."""
+    headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    return WebsocketCommunicator(application, "/ws/inbox/", headers=headers)
+
+
+async def open_inbox(cookie: str) -> tuple[WebsocketCommunicator, dict[str, Any]]:
+    """Connect an agent and read the `inbox` frame."""
+    socket = inbox_socket(cookie)
+    connected, _ = await socket.connect(timeout=TIMEOUT)
+    assert connected
+    hello = await socket.receive_json_from(timeout=TIMEOUT)
+    assert hello["type"] == "inbox", hello
+    return socket, hello
+
+
+async def receive_until(socket: WebsocketCommunicator, frame_type: str) -> dict[str, Any]:
+    """Skip frames until one of `frame_type` (the inbox hears about every conversation)."""
+    while (frame := await receive(socket))["type"] != frame_type:
+        pass
+    return frame

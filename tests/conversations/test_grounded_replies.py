@@ -10,8 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from conversations.models import Feedback, Message
-from knowledge import retrieval
-from knowledge.retrieval import NOTHING, Retrieval, RetrievedArticle
+from knowledge.retrieval import NOTHING
 from learning.chat_format import grounded_turns
 from learning.engine import GenerationEngine
 from tests.conversations.chat_sockets import (
@@ -21,48 +20,17 @@ from tests.conversations.chat_sockets import (
     receive,
     replies_settle,  # noqa: F401  (fixture)
 )
+from tests.conversations.retrieval_stubs import AS_STORED, RETURNS, SHIPPING, found, low
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
 
 CONTACT = "help@shop.example or +49 40 1234"
-SHIPPING = RetrievedArticle(7, "Shipping cost", "Standard shipping costs 4.90 EUR.", 0.82)
-RETURNS = RetrievedArticle(9, "Return window", "You can return items within 30 days.", 0.51)
-AS_STORED = [
-    {"id": 7, "title": "Shipping cost", "text": "Standard shipping costs 4.90 EUR.", "score": 0.82},
-    {
-        "id": 9,
-        "title": "Return window",
-        "text": "You can return items within 30 days.",
-        "score": 0.51,
-    },
-]
-
-
-def found(*articles: RetrievedArticle) -> Retrieval:
-    return Retrieval(articles=articles, best_score=articles[0].score, enabled=True)
-
-
-def low(article: RetrievedArticle, score: float) -> RetrievedArticle:
-    return RetrievedArticle(article.id, article.title, article.text, score)
 
 
 @pytest.fixture(autouse=True)
 def knowledge_settings(settings):
     settings.KNOWLEDGE_MIN_SCORE = 0.45
     settings.SUPPORT_CONTACT = CONTACT
-
-
-@pytest.fixture
-def retrieved(monkeypatch):
-    """Make `retrieve` answer with the Retrieval the test sets; records the questions asked."""
-    state = {"answer": NOTHING, "questions": []}
-
-    async def retrieve(question: str, *, k: int | None = None) -> Retrieval:
-        state["questions"].append(question)
-        return state["answer"]
-
-    monkeypatch.setattr(retrieval, "retrieve", retrieve)
-    return state
 
 
 @pytest.fixture
