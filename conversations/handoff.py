@@ -11,10 +11,11 @@ never both win: the loser gets a `HandoffRefused` it can show.
 The consumers (chat and inbox) call these through `database_sync_to_async` and tell the other
 side through the channel layer (`conversations.handoff_events`); nothing here sends frames.
 
-An agent's answer to a question the bot could not answer becomes a training example: a Feedback
-row with `source=agent` on the agent's message, rated up, whose `answered_question` is the customer's
-message it answers (`do_record_agent_answer`). It goes through the same review setting, per-owner
-cap (the agent is the owner) and golden protection as a customer's correction.
+An agent's answer to a question the bot could not answer becomes a training example: a
+Feedback row with `source=agent` on the agent's message, rated up, whose `answered_question` is
+the customer's message it answers (`do_record_agent_answer`). It goes through the same review
+setting, per-owner cap (the agent is the owner) and golden protection as a customer's
+correction.
 """
 
 from __future__ import annotations
@@ -352,9 +353,13 @@ def do_record_agent_answer(
 
 
 def do_agent_seen(user_id: int, channel_name: str) -> None:
+    """The agent's inbox socket is open (on connect and on every ping). Rows a dead process
+    left behind count no longer than AGENT_PRESENCE_SECONDS and are deleted after a day."""
+    now = timezone.now()
     AgentPresence.objects.update_or_create(
-        channel_name=channel_name, defaults={"user_id": user_id, "last_seen": timezone.now()}
+        channel_name=channel_name, defaults={"user_id": user_id, "last_seen": now}
     )
+    AgentPresence.objects.filter(last_seen__lt=now - timedelta(days=1)).delete()
 
 
 def do_agent_left(channel_name: str) -> None:
