@@ -151,8 +151,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             elif frame_type == "feedback":
                 await self._receive_feedback(payload)
             elif frame_type == "handoff":
+                self._check_feedback_rate()
                 await self._hand_off(handoff.Conversation.HandoffReason.ASKED, always_answer=True)
             elif frame_type == "csat":
+                self._check_feedback_rate()
                 await self._receive_satisfaction(payload)
         except ProtocolError as error:
             await self._send_error(error)
@@ -336,7 +338,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     def _check_feedback_rate(self) -> None:
-        """At most CHAT_FEEDBACK_PER_MINUTE feedback frames per connection, valid or not."""
+        """At most CHAT_FEEDBACK_PER_MINUTE feedback, handoff and survey frames per
+        connection, valid or not."""
         now = time.monotonic()
         while self.feedback_times and now - self.feedback_times[0] >= 60:
             self.feedback_times.popleft()

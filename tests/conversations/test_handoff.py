@@ -467,6 +467,22 @@ async def test_bad_survey_answers_are_refused_and_the_socket_stays_open(frame):
     await socket.disconnect()
 
 
+async def test_a_flood_of_handoff_and_survey_frames_is_rate_limited(settings):
+    settings.CHAT_FEEDBACK_PER_MINUTE = 3
+    socket, _ = await open_chat(await new_session_cookie())
+
+    for _ in range(3):
+        await socket.send_json_to({"type": "handoff"})
+        assert (await receive(socket))["type"] == "status"
+    await socket.send_json_to({"type": "handoff"})
+    await expect_error(socket, "rate_limited")
+    await socket.send_json_to({"type": "csat", "score": 5})
+    await expect_error(socket, "rate_limited")
+
+    await still_open(socket)
+    await socket.disconnect()
+
+
 async def test_the_survey_is_refused_before_the_conversation_is_closed():
     socket, _ = await open_chat(await new_session_cookie())
 
