@@ -1,8 +1,10 @@
-"""The staff's review desk: conversations with their transcripts, and the customers' ratings.
+"""The staff's review desk: conversations with their transcripts, the customers' ratings,
+the agents' answers, and the satisfaction survey with its weekly trends.
 
 Only staff reach the admin (Django's own check). Review actions change rows through
-`conversations.review`; this module only renders and dispatches. Every list is built from a
-fixed number of queries: counts are subqueries, related rows come through select_related.
+`conversations.review`; the trend page's numbers come from `conversations.satisfaction_stats`;
+this module only renders and dispatches. Every list is built from a fixed number of queries:
+counts are subqueries, related rows come through select_related.
 """
 
 from __future__ import annotations
@@ -11,18 +13,22 @@ import io
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import TruncDate
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from chatbot_site.admin_inlines import ReadOnlyPartInline
 from conversations import review
-from conversations.models import Conversation, Feedback, Message
+from conversations.handoff import agent_name
+from conversations.models import Conversation, Feedback, Message, Satisfaction
+from conversations.satisfaction_charts import satisfaction_charts
+from conversations.satisfaction_stats import DEFAULT_WEEKS, MAX_WEEKS, satisfaction_trends
 from conversations.subqueries import count_subquery
 from knowledge.proposals import do_propose_edits
 from learning.charts import ShareRow, share_bars_svg
@@ -31,6 +37,18 @@ from learning.export import feedback_for_export, write_kto_jsonl
 RATING_ICONS = {Feedback.Rating.UP: "👍", Feedback.Rating.DOWN: "👎"}
 LIST_TEXT_CHARS = 80
 CHART_DAYS = 14
+
+
+def _speaker(message: Message) -> str:
+    """Who wrote a message: "Customer", "Bot", or "Agent (name)"."""
+    if message.role == Message.Role.AGENT:
+        return f"Agent ({agent_name(message.author) or 'account deleted'})"
+    return message.get_role_display()
+
+
+def _conversation_link(conversation_id: object) -> str:
+    url = reverse("admin:conversations_conversation_change", args=[conversation_id])
+    return format_html('<a href="{}">{}</a>', url, str(conversation_id)[:8])
 
 
 def _owner(user: object | None) -> str:
@@ -47,12 +65,20 @@ def _article_link(article: dict[str, Any]) -> str:
     return format_html('<a href="{}">{}</a>', url, article["title"])
 
 
+def _feedback_label(feedback: Feedback) -> str:
+    """A customer's rating as its icon and reason; an agent's answer as a training example."""
+    if feedback.source == Feedback.Source.AGENT:
+        return f"training example ({feedback.get_review_status_display().lower()})"
+    return f"{RATING_ICONS.get(feedback.rating, feedback.rating)} {feedback.get_reason_display()}"
+
+
 # --- Conversations --------------------------------------------------------------------------
 
 
 class TranscriptInline(ReadOnlyPartInline):
     """The conversation's messages, read-only, with the customer's rating on each bot reply,
-    whether the bot declined, and the knowledge-base articles each reply was written from.
+    whether the bot declined, and the knowledge-base articles each reply was written from. An
+    agent's message shows who wrote it, and whether it became a training example.
 
     Replies still being generated (or whose process died mid-generation) are left out, as
     everywhere else that shows messages: they have no text and no final version yet.
@@ -63,7 +89,7 @@ class TranscriptInline(ReadOnlyPartInline):
     verbose_name_plural = "transcript"
     fields = [
         "created_at",
-        "role",
+        "speaker",
         "text",
         "rating",
         "declined_reply",
@@ -81,9 +107,13 @@ class TranscriptInline(ReadOnlyPartInline):
             super()
             .get_queryset(request)
             .finished()
-            .select_related("model_version")
+            .select_related("model_version", "author")
             .prefetch_related("feedback")
         )
+
+    @admin.display(description="from")
+    def speaker(self, message: Message) -> str:
+        return _speaker(message)
 
     @admin.display(description="rating")
     def rating(self, message: Message) -> str:
@@ -92,12 +122,11 @@ class TranscriptInline(ReadOnlyPartInline):
             return "—" if message.role == Message.Role.ASSISTANT else ""
         return format_html_join(
             "",
-            '<div><a href="{}">{} {}</a>{}</div>',
+            '<div><a href="{}">{}</a>{}</div>',
             (
                 (
                     reverse("admin:conversations_feedback_change", args=[fb.pk]),
-                    RATING_ICONS.get(fb.rating, fb.rating),
-                    fb.get_reason_display(),
+                    _feedback_label(fb),
                     " (correction)" if fb.correction else "",
                 )
                 for fb in ratings
@@ -135,23 +164,50 @@ class ConversationAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "status",
+        "assigned_agent",
+        "handoff_reason",
+        "satisfaction_score",
     ]
-    list_filter = ["status", "created_at"]
-    list_select_related = ["user"]
+    list_filter = ["status", "handoff_reason", "created_at"]
+    list_select_related = ["user", "agent"]
     search_fields = ["messages__text"]
     search_help_text = "Search the text of the conversation's messages."
     date_hierarchy = "created_at"
-    fields = ["id", "owner", "status", "created_at", "updated_at"]
-    readonly_fields = ["id", "owner", "created_at", "updated_at"]
+    fields = [
+        "id",
+        "owner",
+        "status",
+        "assigned_agent",
+        "handoff_reason",
+        "handed_off_at",
+        "closed_at",
+        "satisfaction_answer",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = [
+        "id",
+        "owner",
+        "assigned_agent",
+        "handoff_reason",
+        "handed_off_at",
+        "closed_at",
+        "satisfaction_answer",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [TranscriptInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         pk = OuterRef("pk")
-        ratings = Feedback.objects.filter(conversation=pk)
+        # Thumbs are customers' ratings; an agent's answer (source agent) is not one.
+        ratings = Feedback.objects.filter(conversation=pk, source=Feedback.Source.CUSTOMER)
         return (
             super()
             .get_queryset(request)
             .annotate(
+                csat=F("satisfaction__score"),
+                csat_comment=F("satisfaction__comment"),
                 n_messages=count_subquery(
                     Message.objects.finished().filter(conversation=pk), "conversation"
                 ),
@@ -183,8 +239,51 @@ class ConversationAdmin(admin.ModelAdmin):
     def thumbs_down(self, conversation: Conversation) -> int:
         return conversation.n_down
 
+    @admin.display(description="agent", ordering="agent__username")
+    def assigned_agent(self, conversation: Conversation) -> str:
+        return agent_name(conversation.agent) or "—"
+
+    @admin.display(description="satisfaction", ordering="csat")
+    def satisfaction_score(self, conversation: Conversation) -> str:
+        score = getattr(conversation, "csat", None)
+        return f"{score}/5" if score is not None else "—"
+
+    @admin.display(description="satisfaction")
+    def satisfaction_answer(self, conversation: Conversation) -> str:
+        score = getattr(conversation, "csat", None)
+        if score is None:
+            return "Not answered."
+        comment = getattr(conversation, "csat_comment", "")
+        return f"{score}/5: {comment}" if comment else f"{score}/5"
+
 
 # --- Feedback -------------------------------------------------------------------------------
+
+
+class SourceFilter(admin.SimpleListFilter):
+    """Customers' ratings of bot replies, or agents' answers (training examples)."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [
+            (Feedback.Source.CUSTOMER, "Customers' ratings"),
+            (Feedback.Source.AGENT, "Agents' answers"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> QuerySet[Feedback]:
+        if self.value() in Feedback.Source.values:
+            return queryset.filter(source=self.value())
+        return queryset
+
+
+class LearnedByRunFilter(admin.RelatedOnlyFieldListFilter):
+    """The training run whose promoted model learned from the row (runs that learned any)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "learned by training run"
 
 
 class HasCorrectionFilter(admin.SimpleListFilter):
@@ -224,6 +323,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     list_display = [
         "rated_reply",
         "question",
+        "source_label",
         "rating_icon",
         "reason",
         "has_correction",
@@ -233,15 +333,17 @@ class FeedbackAdmin(admin.ModelAdmin):
     ]
     list_display_links = ["rated_reply"]
     list_filter = [
+        SourceFilter,
         "rating",
         "reason",
         "review_status",
         HasCorrectionFilter,
         LearnedFilter,
+        ("used_by_run", LearnedByRunFilter),
         ("message__model_version", admin.RelatedFieldListFilter),
         "created_at",
     ]
-    list_select_related = ["message", "message__model_version"]
+    list_select_related = ["message", "message__model_version", "user"]
     search_fields = ["message__text", "comment", "correction"]
     search_help_text = "Search the rated reply, the customer's comment and the correction."
     date_hierarchy = "created_at"
@@ -268,7 +370,26 @@ class FeedbackAdmin(admin.ModelAdmin):
             {"fields": ["correction", "review_status", "reviewer", "reviewed_at", "learned_by"]},
         ),
     ]
+    agent_answer_fieldsets = [
+        (
+            "The agent's answer (a training example)",
+            {
+                "fields": [
+                    "conversation_link",
+                    "question_text",
+                    "reply_text",
+                    "agent",
+                    "created_at",
+                ],
+                "description": "The customer's question the bot could not answer, and what the "
+                "agent answered: approved (or, without required review, not rejected), it "
+                "teaches the model to answer it so.",
+            },
+        ),
+        fieldsets[1],
+    ]
     readonly_fields = [
+        "agent",
         "conversation_link",
         "question_text",
         "reply_text",
@@ -283,8 +404,14 @@ class FeedbackAdmin(admin.ModelAdmin):
         "learned_by",
     ]
 
+    def get_fieldsets(self, request: HttpRequest, obj: Feedback | None = None) -> list:
+        if obj is not None and obj.source == Feedback.Source.AGENT:
+            return self.agent_answer_fieldsets
+        return super().get_fieldsets(request, obj)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Feedback]:
-        # The customer's question just before the rated reply: one indexed lookup per row shown.
+        # An agent's answer: the question it answers. A customer's rating: the customer's
+        # question just before the rated reply, one indexed lookup per row shown.
         question = (
             Message.objects.filter(
                 conversation=OuterRef("message__conversation"),
@@ -294,10 +421,14 @@ class FeedbackAdmin(admin.ModelAdmin):
             .order_by("-created_at", "-id")
             .values("text")[:1]
         )
-        return super().get_queryset(request).annotate(question=Subquery(question))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(question=Coalesce("answered_question__text", Subquery(question)))
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # ratings come from customers, in the chat
+        return False  # ratings come from customers, in the chat; answers from the inbox
 
     def save_model(self, request: HttpRequest, obj: Feedback, form: object, change: bool) -> None:
         # Only the staff's columns are written, through the review service; the customer's
@@ -372,9 +503,19 @@ class FeedbackAdmin(admin.ModelAdmin):
             )
         return response
 
-    @admin.display(description="rated reply", ordering="message__text")
+    @admin.display(description="reply", ordering="message__text")
     def rated_reply(self, feedback: Feedback) -> str:
         return Truncator(feedback.message.text).chars(LIST_TEXT_CHARS)
+
+    @admin.display(description="from", ordering="source")
+    def source_label(self, feedback: Feedback) -> str:
+        if feedback.source == Feedback.Source.AGENT:
+            return f"Agent ({agent_name(feedback.user) or 'account deleted'})"
+        return "Customer"
+
+    @admin.display(description="agent")
+    def agent(self, feedback: Feedback) -> str:
+        return agent_name(feedback.user) or "—"
 
     @admin.display(description="customer asked")
     def question(self, feedback: Feedback) -> str:
@@ -386,6 +527,8 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.display(description="rating", ordering="rating")
     def rating_icon(self, feedback: Feedback) -> str:
+        if feedback.source == Feedback.Source.AGENT:
+            return "—"  # an answer, not a rating
         icon = RATING_ICONS.get(feedback.rating, feedback.rating)
         return f"{icon} {feedback.get_rating_display()}"
 
@@ -400,14 +543,13 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.display(description="conversation")
     def conversation_link(self, feedback: Feedback) -> str:
-        url = reverse("admin:conversations_conversation_change", args=[feedback.conversation_id])
-        return format_html('<a href="{}">{}</a>', url, str(feedback.conversation_id)[:8])
+        return _conversation_link(feedback.conversation_id)
 
     @admin.display(description="customer asked")
     def question_text(self, feedback: Feedback) -> str:
         return getattr(feedback, "question", None) or "—"
 
-    @admin.display(description="rated reply")
+    @admin.display(description="reply")
     def reply_text(self, feedback: Feedback) -> str:
         return feedback.message.text
 
@@ -424,8 +566,13 @@ class FeedbackAdmin(admin.ModelAdmin):
 
 
 def daily_thumbs_up_chart(feedback: QuerySet[Feedback], days: int = CHART_DAYS) -> str:
-    """Thumbs-up share per day over the latest `days` days that have ratings, in one query."""
-    selected = Feedback.objects.filter(pk__in=feedback.values("pk"))
+    """Thumbs-up share per day over the latest `days` days that have ratings, in one query.
+
+    Customers' ratings only: an agent's answer is stored rated up, but it is not a rating.
+    """
+    selected = Feedback.objects.filter(
+        pk__in=feedback.values("pk"), source=Feedback.Source.CUSTOMER
+    )
     per_day = list(
         selected.annotate(day=TruncDate("created_at"))
         .values("day")
@@ -433,4 +580,111 @@ def daily_thumbs_up_chart(feedback: QuerySet[Feedback], days: int = CHART_DAYS) 
         .order_by("-day")[:days]
     )
     rows = [ShareRow(row["day"].isoformat(), row["up"], row["total"]) for row in reversed(per_day)]
-    return share_bars_svg(rows, label="Thumbs-up share per day (rows matching the filters)")
+    return share_bars_svg(
+        rows, label="Thumbs-up share per day (customers' ratings matching the filters)"
+    )
+
+
+# --- Satisfaction ----------------------------------------------------------------------------
+
+
+class ScoreFilter(admin.SimpleListFilter):
+    title = "score"
+    parameter_name = "score"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(str(n), f"{n}/5") for n in range(5, 0, -1)]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Satisfaction]
+    ) -> QuerySet[Satisfaction]:
+        if self.value() in {str(n) for n in range(1, 6)}:
+            return queryset.filter(score=int(self.value()))
+        return queryset
+
+
+@admin.register(Satisfaction)
+class SatisfactionAdmin(admin.ModelAdmin):
+    """The customers' survey answers, read-only, and the weekly trend page."""
+
+    list_display = [
+        "conversation_link",
+        "score_text",
+        "short_comment",
+        "model_version",
+        "handed_off",
+        "created_at",
+    ]
+    list_display_links = None
+    list_filter = [
+        ScoreFilter,
+        "handed_off",
+        ("model_version", admin.RelatedOnlyFieldListFilter),
+        "created_at",
+    ]
+    list_select_related = ["model_version"]
+    search_fields = ["comment"]
+    search_help_text = "Search the customers' comments."
+    date_hierarchy = "created_at"
+    fields = [
+        "conversation_link",
+        "score_text",
+        "comment",
+        "model_version",
+        "handed_off",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+    # Answers are the customers' own words: nobody adds, edits or deletes one here.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object | None = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "trends/",
+                self.admin_site.admin_view(self.trends_view),
+                name="conversations_satisfaction_trends",
+            ),
+            *super().get_urls(),
+        ]
+
+    def trends_view(self, request: HttpRequest) -> TemplateResponse:
+        """Week by week: mean satisfaction and thumbs-up share per model version, and the share
+        of conversations handed to a person, as charts and as a table."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            weeks = min(max(int(request.GET.get("weeks", DEFAULT_WEEKS)), 1), MAX_WEEKS)
+        except ValueError:
+            weeks = DEFAULT_WEEKS
+        trends = satisfaction_trends(weeks)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Satisfaction week by week",
+            "weeks": weeks,
+            "week_choices": [4, 12, 26, 52],
+            "trends": trends,
+            "charts": satisfaction_charts(trends),
+        }
+        return TemplateResponse(request, "admin/conversations/satisfaction/trends.html", context)
+
+    @admin.display(description="conversation", ordering="conversation_id")
+    def conversation_link(self, answer: Satisfaction) -> str:
+        return _conversation_link(answer.conversation_id)
+
+    @admin.display(description="score", ordering="score")
+    def score_text(self, answer: Satisfaction) -> str:
+        return f"{answer.score}/5"
+
+    @admin.display(description="comment")
+    def short_comment(self, answer: Satisfaction) -> str:
+        return Truncator(answer.comment).chars(LIST_TEXT_CHARS) or "—"

@@ -190,3 +190,195 @@ def _fmt(value: float) -> str:
 def _chart_id(text: str) -> str:
     """A stable id for aria-labelledby: several charts share one page."""
     return "chart-" + hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of a `series_lines_svg` chart: a label and one value per x label (None: no data).
+
+    `counts` (optional, one per value) are written beside each value in the description and
+    the points' tooltips, e.g. the number of answers a mean was taken over.
+    """
+
+    label: str
+    values: Sequence[float | None]
+    counts: Sequence[int] | None = None
+
+
+# Okabe-Ito colours (told apart with colour-blindness), each with its own marker and dash, so
+# that a line is recognisable without its colour too.
+SERIES_STYLES = [
+    ("#0072b2", "circle", ""),
+    ("#d55e00", "square", "6 3"),
+    ("#009e73", "triangle", "2 3"),
+    ("#cc79a7", "diamond", "8 3 2 3"),
+    ("#e69f00", "circle", "4 4"),
+    ("#56b4e9", "square", "1 2"),
+    ("#000000", "triangle", "10 3"),
+]
+
+
+# Polygon markers as offsets from the point; the circle is drawn as a circle.
+MARKER_OFFSETS = {
+    "square": [(-3.5, -3.5), (3.5, -3.5), (3.5, 3.5), (-3.5, 3.5)],
+    "triangle": [(0, -4.5), (-4, 3.5), (4, 3.5)],
+    "diamond": [(0, -4.5), (-4.5, 0), (0, 4.5), (4.5, 0)],
+}
+
+
+def _marker(shape: str, x: float, y: float, colour: str, tip: str) -> SafeString:
+    title = format_html("<title>{}</title>", tip)
+    if shape in MARKER_OFFSETS:
+        points = " ".join(f"{x + dx:.1f},{y + dy:.1f}" for dx, dy in MARKER_OFFSETS[shape])
+        return format_html('<polygon points="{}" fill="{}">{}</polygon>', points, colour, title)
+    return format_html(
+        '<circle cx="{}" cy="{}" r="3.5" fill="{}">{}</circle>',
+        f"{x:.1f}",
+        f"{y:.1f}",
+        colour,
+        title,
+    )
+
+
+def series_lines_svg(
+    title: str,
+    x_labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    low: float,
+    high: float,
+    percent: bool = False,
+    better: str = "higher",
+    empty: str = "No data yet.",
+    width: int = 560,
+    height: int = 210,
+) -> SafeString:
+    """Several lines over the same x labels (weeks, say) on a fixed y range, with a legend.
+
+    `better` ("higher", "lower", or "" for neither) goes into the caption. A missing value
+    (None) breaks its line instead of being drawn as zero. `percent` shows values (shares from
+    0 to 1) as percentages. The description lists every value, so a screen reader gets what
+    the picture shows.
+    """
+    if not x_labels or not any(v is not None for s in series for v in s.values):
+        return format_html('<p class="help">{}: {}</p>', title, empty)
+
+    def fmt(value: float) -> str:
+        return f"{value:.0%}" if percent else f"{value:.2f}"
+
+    legend_h = 16 * ((len(series) + 2) // 3)
+    pad_left, pad_right, pad_top, pad_bottom = 42, 26, 24 + legend_h, 26
+    inner_w, inner_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    span = (high - low) or 1.0
+    step = inner_w / (len(x_labels) - 1) if len(x_labels) > 1 else 0.0
+
+    def x_at(i: int) -> float:
+        return pad_left + (step * i if len(x_labels) > 1 else inner_w / 2)
+
+    def y_at(value: float) -> float:
+        clamped = min(max(value, low), high)
+        return pad_top + inner_h * (1 - (clamped - low) / span)
+
+    grid = format_html_join(
+        "",
+        '<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="#e5e7eb"/>'
+        '<text x="{tx}" y="{ty}" font-size="10" fill="#374151" text-anchor="end">{text}</text>',
+        (
+            {
+                "x1": pad_left,
+                "x2": width - pad_right,
+                "y": f"{y_at(value):.1f}",
+                "tx": pad_left - 4,
+                "ty": f"{y_at(value) + 3:.1f}",
+                "text": fmt(value),
+            }
+            for value in (low, (low + high) / 2, high)
+        ),
+    )
+    every = max(1, -(-len(x_labels) // 8))  # at most about 8 x labels, so they never overlap
+    x_axis = format_html_join(
+        "",
+        '<text x="{}" y="{}" font-size="10" fill="#374151" text-anchor="middle">{}</text>',
+        (
+            (f"{x_at(i):.1f}", height - 8, label)
+            for i, label in enumerate(x_labels)
+            if i % every == 0 or i == len(x_labels) - 1
+        ),
+    )
+    lines, legend, described = [], [], []
+    for n, one in enumerate(series):
+        colour, shape, dash = SERIES_STYLES[n % len(SERIES_STYLES)]
+        counts = one.counts or [None] * len(one.values)
+        segments: list[list[str]] = [[]]
+        markers = []
+        said = []
+        for i, (value, count) in enumerate(zip(one.values, counts, strict=True)):
+            if value is None:
+                segments.append([])
+                continue
+            x, y = x_at(i), y_at(value)
+            segments[-1].append(f"{x:.1f},{y:.1f}")
+            text = fmt(value) + (f" (n={count})" if count is not None else "")
+            markers.append(_marker(shape, x, y, colour, f"{one.label}, {x_labels[i]}: {text}"))
+            said.append(f"{x_labels[i]} {text}")
+        for points in segments:
+            if len(points) > 1:
+                lines.append(
+                    format_html(
+                        '<polyline fill="none" stroke="{}" stroke-width="1.8" '
+                        'stroke-dasharray="{}" points="{}"/>',
+                        colour,
+                        dash or "none",
+                        " ".join(points),
+                    )
+                )
+        lines.extend(markers)
+        lx, ly = pad_left + (n % 3) * (inner_w / 3), 30 + 16 * (n // 3)
+        legend.append(
+            format_html(
+                '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="1.8" '
+                'stroke-dasharray="{}"/>{}<text x="{}" y="{}" font-size="11" fill="#1f2937">{}'
+                "</text>",
+                f"{lx:.1f}",
+                ly - 4,
+                f"{lx + 22:.1f}",
+                ly - 4,
+                colour,
+                dash or "none",
+                _marker(shape, lx + 11, ly - 4, colour, one.label),
+                f"{lx + 28:.1f}",
+                ly,
+                Truncator(one.label).chars(28),
+            )
+        )
+        described.append(f"{one.label}: " + (", ".join(said) or "no data"))
+    caption = f"{title} ({better} is better)" if better else title
+    which_way = (
+        format_html(
+            '<text x="{}" y="15" font-size="10" fill="#374151" text-anchor="end">{} is better'
+            "</text>",
+            width - pad_right,
+            better,
+        )
+        if better
+        else ""
+    )
+    return format_html(
+        '<svg role="img" aria-labelledby="{id}-t {id}-d" width="{w}" height="{h}" '
+        'viewBox="0 0 {w} {h}" class="chart" style="background:#fff;border:1px solid #ccc;'
+        'border-radius:4px">'
+        '<title id="{id}-t">{caption}</title><desc id="{id}-d">{description}</desc>'
+        '<text x="8" y="15" font-size="11" font-weight="bold" fill="#1f2937">{title}</text>'
+        "{which_way}{grid}{x_axis}{legend}{lines}</svg>",
+        id=_chart_id(title),
+        w=width,
+        h=height,
+        caption=caption,
+        description="; ".join(described),
+        title=title,
+        which_way=which_way,
+        grid=grid,
+        x_axis=x_axis,
+        legend=format_html_join("", "{}", ((item,) for item in legend)),
+        lines=format_html_join("", "{}", ((item,) for item in lines)),
+    )
