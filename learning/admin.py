@@ -35,6 +35,7 @@ from conversations.models import Feedback
 from conversations.subqueries import count_subquery
 from learning import runs, versions
 from learning.admin_display import (
+    EXAMPLE_COUNT_LABELS,
     before_after_table,
     metrics_table,
     progress_html,
@@ -52,8 +53,10 @@ CHART_VERSIONS = 30
 
 
 def with_rating_counts(versions: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
-    """Annotate each version with how many of its replies were rated, and rated up."""
-    ratings = Feedback.objects.filter(message__model_version=OuterRef("pk"))
+    """Annotate each version with how many of its replies customers rated, and rated up."""
+    ratings = Feedback.objects.filter(
+        message__model_version=OuterRef("pk"), source=Feedback.Source.CUSTOMER
+    )
     group = "message__model_version"
     return versions.annotate(
         n_rated=count_subquery(ratings, group),
@@ -337,6 +340,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "trigger_and_who",
         "progress",
         "examples",
+        "agent_answers_learned",
         "gate",
         "result_version",
         "created_at",
@@ -376,6 +380,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
                     "parent",
                     "anchor",
                     "example_count_table",
+                    "agent_answers_learned",
                     "data_hash",
                     "hyperparameter_table",
                 ]
@@ -387,6 +392,16 @@ class TrainingRunAdmin(admin.ModelAdmin):
         *(name for _, options in fieldsets for name in options["fields"]),
         "error_text",
     ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TrainingRun]:
+        agent_answers = Feedback.objects.filter(
+            used_by_run=OuterRef("pk"), source=Feedback.Source.AGENT
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_agent_answers=count_subquery(agent_answers, "used_by_run"))
+        )
 
     def get_fieldsets(self, request: HttpRequest, obj: TrainingRun | None = None) -> list:
         fieldsets = list(super().get_fieldsets(request, obj))
@@ -474,9 +489,21 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if not counts:
             return "—"
         text = f"{counts.get('train', 0)} train / {counts.get('heldout', 0)} held out"
+        if counts.get("agent_answers"):
+            text += f", {counts['agent_answers']} from agents' answers"
         if counts.get("protected"):
             text += f" ({counts['protected']} kept out: they contradict golden answers)"
         return text
+
+    @admin.display(description="agents' answers learned", ordering="n_agent_answers")
+    def agent_answers_learned(self, run: TrainingRun) -> str:
+        """How many agents' answers the run's promoted model learned from, linked to them."""
+        count = getattr(run, "n_agent_answers", 0)
+        if not count:
+            return "0"
+        url = reverse("admin:conversations_feedback_changelist")
+        query = f"?used_by_run__id__exact={run.pk}&source={Feedback.Source.AGENT}"
+        return format_html('<a href="{}{}">{} agent answer(s)</a>', url, query, count)
 
     @admin.display(description="gate", ordering="gate_passed")
     def gate(self, run: TrainingRun) -> str:
@@ -510,6 +537,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             caption="Examples built from feedback",
             header="count",
             empty="Not built yet.",
+            labels=EXAMPLE_COUNT_LABELS,
         )
 
     @admin.display(description="hyper-parameters")

@@ -44,6 +44,18 @@ METRIC_LABELS = {
     "train_seconds": "Training time (s)",
     "seconds_total": "Run time, trigger to decision (s)",
 }
+# The counts `learning.examples.build_examples_from_feedback` stores with a run, in order.
+EXAMPLE_COUNT_LABELS = {
+    "feedback": "Feedback rows used",
+    "train": "Training examples",
+    "heldout": "Held-out examples",
+    "desirable": "Desirable examples",
+    "undesirable": "Undesirable examples",
+    "corrections": "Corrections",
+    "agent_answers": "Agents' answers (from the inbox)",
+    "capped_feedback": "Left out by the per-owner cap",
+    "protected": "Left out: they contradict golden answers",
+}
 TREND_METRICS = [
     ("retention_perplexity", "Retention perplexity", "lower"),
     ("heldout_margin", "Held-out margin", "higher"),
@@ -81,8 +93,8 @@ def _format_value(key: str, value: Any) -> str:
     return str(value)
 
 
-def _ordered_keys(*dicts: dict) -> list[str]:
-    keys = [k for k in METRIC_LABELS if any(k in d for d in dicts)]
+def _ordered_keys(*dicts: dict, labels: dict[str, str] = METRIC_LABELS) -> list[str]:
+    keys = [k for k in labels if any(k in d for d in dicts)]
     return keys + sorted({k for d in dicts for k in d} - set(keys))
 
 
@@ -101,10 +113,18 @@ def summarize_metrics(metrics: object, limit: int = SUMMARY_ITEMS) -> str:
 
 
 def metrics_table(
-    metrics: dict, *, caption: str, header: str = "metric", empty: str = "No metrics recorded."
+    metrics: dict,
+    *,
+    caption: str,
+    header: str = "metric",
+    empty: str = "No metrics recorded.",
+    labels: dict[str, str] = METRIC_LABELS,
 ) -> SafeString:
-    """Metrics (or settings, counts) as a two-column table with readable names."""
-    rows = [(METRIC_LABELS.get(k, k), _format_value(k, metrics[k])) for k in _ordered_keys(metrics)]
+    """Metrics (or settings, counts) as a two-column table with readable names (`labels`)."""
+    rows = [
+        (labels.get(k, k), _format_value(k, metrics[k]))
+        for k in _ordered_keys(metrics, labels=labels)
+    ]
     return render_to_string(
         "admin/learning/includes/metrics_table.html",
         {"rows": rows, "caption": caption, "header": header, "empty": empty},
