@@ -1,122 +1,34 @@
-"""The chat page in a real browser: headless Chromium against a live Daphne and the tiny model.
-
-Daphne runs as a subprocess (`python -m daphne chatbot_site.asgi:application`) on the test
-database, so the browser goes through everything production does: the page, the static
-modules, the websocket with origin validation and the session, the consumer, the engine.
-A subprocess rather than a forked server: forking after torch has run is not safe.
-"""
+"""The chat page in a real browser: headless Chromium against a live Daphne (see
+`tests.conversations.live_server`) and the tiny model."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
 from conversations.models import Conversation, Feedback, Message
+from tests.conversations.live_server import CHROMIUM_ARGS, daphne_serving
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]
 SCREENSHOT_DESKTOP = Path("/tmp/chat-screenshot.png")
 SCREENSHOT_MOBILE = Path("/tmp/chat-mobile.png")
-SERVER_START_SECONDS = 30
 REPLY_TIMEOUT_MS = 60_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _test_database_url() -> str:
-    """The URL of the database this test runs on (pytest-django's test database)."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    if connection.vendor == "postgresql":
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-        return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-    raise NotImplementedError(f"no live server for {connection.vendor}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_serving(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"daphne exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise RuntimeError(f"daphne did not answer {url} within {SERVER_START_SECONDS}s")
-
-
 @pytest.fixture
 def live_server_url(transactional_db: None, tmp_path: Path) -> Iterator[str]:
-    """Daphne serving the real ASGI application on the test database."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _test_database_url(),
-        "DEBUG": "true",
-        "ENGINE_POLL_SECONDS": "0",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_path = tmp_path / "daphne.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "chatbot_site.asgi:application",
-            ],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_serving(f"{url}/", server)
-            yield url
-        except RuntimeError:
-            server.kill()
-            server.wait()
-            raise RuntimeError(log_path.read_text(errors="replace")) from None
-        finally:
-            if server.poll() is None:
-                server.terminate()
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+    with daphne_serving(tmp_path) as url:
+        yield url
 
 
 @contextmanager

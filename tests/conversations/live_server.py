@@ -1,0 +1,113 @@
+"""A live Daphne serving the real ASGI application on the test database, for browser tests.
+
+Daphne runs as a subprocess (`python -m daphne chatbot_site.asgi:application`) on the test
+database, so the browser goes through everything production does: the pages, the static
+modules, the websockets with origin validation and the session, the consumers, the engine.
+A subprocess rather than a forked server: forking after torch has run is not safe. It gets the
+test process's environment: with REDIS_URL unset its channel layer is in memory, which serves
+the customer's and the agent's sockets alike since both are on this one process.
+
+A test module's `live_server_url` fixture wraps `daphne_serving`, after `transactional_db`
+(Daphne's process sees only what is committed).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]
+SERVER_START_SECONDS = 30
+
+
+def _test_database_url() -> str:
+    """The URL of the database this test runs on (pytest-django's test database)."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    if connection.vendor == "postgresql":
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+    raise NotImplementedError(f"no live server for {connection.vendor}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_serving(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"daphne exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise RuntimeError(f"daphne did not answer {url} within {SERVER_START_SECONDS}s")
+
+
+@contextmanager
+def daphne_serving(log_dir: Path) -> Iterator[str]:
+    """Daphne serving the real ASGI application on the test database; yields its base URL.
+
+    Its output goes to `log_dir/daphne.log`, shown in the error when it does not start."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "DEBUG": "true",
+        "ENGINE_POLL_SECONDS": "0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = log_dir / "daphne.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "chatbot_site.asgi:application",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                _wait_until_serving(f"{url}/", server)
+            except RuntimeError:
+                server.kill()
+                server.wait()
+                raise RuntimeError(log_path.read_text(errors="replace")) from None
+            yield url
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
