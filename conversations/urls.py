@@ -6,4 +6,5 @@ app_name = "conversations"
 
 urlpatterns = [
     path("", views.chat_page, name="chat"),
+    path("inbox/", views.inbox_page, name="inbox"),
 ]

@@ -1,9 +1,19 @@
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from conversations.models import Feedback
+
+# The survey after a person closed the conversation: Satisfaction.score's 1 to 5, worded.
+SATISFACTION_SCORES = [
+    (1, "Very unhappy"),
+    (2, "Unhappy"),
+    (3, "Okay"),
+    (4, "Happy"),
+    (5, "Very happy"),
+]
 
 
 @ensure_csrf_cookie
@@ -16,6 +26,20 @@ def chat_page(request: HttpRequest) -> HttpResponse:
         "conversations/chat.html",
         {
             "reasons": Feedback.Reason.choices,
+            "satisfaction_scores": SATISFACTION_SCORES,
             "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "max_comment_chars": settings.CHAT_MAX_COMMENT_CHARS,
         },
+    )
+
+
+@staff_member_required
+def inbox_page(request: HttpRequest) -> HttpResponse:
+    """The staff inbox: conversations handed to a person, over the `/ws/inbox/` socket.
+
+    Anyone but active staff is sent to the admin's login (the socket refuses them too)."""
+    return render(
+        request,
+        "conversations/inbox.html",
+        {"ws_path": "/ws/inbox/", "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS},
     )

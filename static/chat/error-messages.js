@@ -7,6 +7,8 @@ const MESSAGES = {
   bad_json: "Something went wrong sending that. Please try again.",
   unknown_type: "Something went wrong sending that. Please try again.",
   invalid: "That couldn't be sent. Please check it and try again.",
+  forbidden: "That isn't possible from the chat.",
+  conflict: "The conversation changed in the meantime. Please try again.",
 };
 
 /**

@@ -1,5 +1,6 @@
-// The chat page: wires the socket, the message list, the composer and the feedback controls.
-// Protocol: DESIGN.md, "Websocket protocol".
+// The chat page: wires the socket, the message list, the composer, the feedback controls, and
+// the handoff to a person (button, status line, agents' messages, the survey after closing).
+// Protocol: DESIGN.md, "Websocket protocol" (version 2). Frames it does not know are ignored.
 
 import { newClientId } from "./client-id.js";
 import { ChatConnection } from "./connection.js";
@@ -7,7 +8,9 @@ import { ConnectionStatus } from "./connection-status.js";
 import { Composer } from "./composer.js";
 import { friendlyErrorMessage, REJECTS_PENDING_MESSAGE } from "./error-messages.js";
 import { FeedbackControls } from "./feedback-controls.js";
+import { HandoffStatus } from "./handoff-status.js";
 import { MessageList } from "./message-list.js";
+import { SatisfactionSurvey } from "./satisfaction-survey.js";
 
 const app = document.getElementById("chat-app");
 const limits = { maxMessageChars: Number(app.dataset.maxMessageChars) };
@@ -34,6 +37,7 @@ const connection = new ChatConnection({
   onStateChange: (state) => {
     status.show(state);
     composer.setConnected(state === "connected");
+    handoff.setConnected(state === "connected");
     if (state !== "connected") interruptStreamingReplies();
   },
 });
@@ -48,6 +52,20 @@ const composer = new Composer({
   onSend: sendUserMessage,
 });
 
+const handoff = new HandoffStatus({
+  banner: document.getElementById("handoff-status"),
+  button: document.getElementById("handoff-button"),
+  onRequest: requestPerson,
+  focusWhenHidden: document.getElementById("composer-input"),
+});
+
+const survey = new SatisfactionSurvey({
+  form: document.getElementById("csat-form"),
+  thanks: document.getElementById("csat-thanks"),
+  onSubmit: sendSatisfaction,
+  focusWhenDone: document.getElementById("composer-input"),
+});
+
 document.getElementById("error-dismiss").addEventListener("click", hideError);
 document.getElementById("new-conversation").addEventListener("click", () => {
   outbox.clear();
@@ -55,6 +73,8 @@ document.getElementById("new-conversation").addEventListener("click", () => {
   lastRequest = null;
   list.clear();
   hideError();
+  handoff.reset("open");
+  survey.clear();
   composer.setWaitingForReply(false);
   connection.startNewConversation();
   composer.focus();
@@ -69,6 +89,7 @@ function sendUserMessage(text) {
     return false;
   }
   hideError();
+  handoff.clearNote();
   outbox.set(clientId, text);
   lastRequest = { kind: "message", clientId };
   list.add("user", text, { clientId, pending: true });
@@ -89,10 +110,52 @@ function sendFeedback(messageId, { rating, reason, correction }) {
   return true;
 }
 
+function requestPerson() {
+  if (!connection.send({ type: "handoff" })) {
+    showError("You're not connected right now. Please try again in a moment.");
+    return false;
+  }
+  hideError();
+  lastRequest = { kind: "handoff" };
+  return true;
+}
+
+function sendSatisfaction({ score, comment }) {
+  const frame = { type: "csat", score };
+  if (comment) frame.comment = comment;
+  if (!connection.send(frame)) {
+    showError("You're not connected right now. Please try again in a moment.");
+    return false;
+  }
+  hideError();
+  lastRequest = { kind: "csat" };
+  return true;
+}
+
 function handleFrame(frame) {
   switch (frame.type) {
     case "conversation":
+      // Protocol 1 servers send no status: their conversations are always the assistant's.
+      handoff.reset(frame.status ?? "open");
+      if (frame.status !== "closed") survey.hide();
       showConversation(frame.messages ?? []);
+      break;
+    case "status":
+      if (lastRequest?.kind === "handoff") lastRequest = null;
+      handoff.show(frame);
+      if (frame.status !== "closed") survey.hide();
+      // Nobody replies to what was sent while a person answers: don't wait for it.
+      if (handoff.withAPerson) composer.setWaitingForReply(outbox.size > 0);
+      break;
+    case "agent_message":
+      if (!list.byId(frame.id)) list.add("agent", frame.text, { id: frame.id, agent: frame.agent });
+      break;
+    case "csat.request":
+      survey.open();
+      break;
+    case "csat.saved":
+      if (lastRequest?.kind === "csat") lastRequest = null;
+      survey.saved();
       break;
     case "user_message.saved":
       outbox.delete(frame.client_id);
@@ -103,6 +166,8 @@ function handleFrame(frame) {
         composer.setWaitingForReply(outbox.size > 0);
       } else {
         list.markSaved(frame.client_id, frame.id);
+        // A person answers: the assistant will not, so the customer may write on.
+        if (handoff.withAPerson) composer.setWaitingForReply(outbox.size > 0);
       }
       break;
     case "bot_message.start":
@@ -135,6 +200,8 @@ function showConversation(messages) {
   for (const message of messages) {
     if (message.role === "assistant") {
       addReply(message.id, message.text, message.rating ?? null, { streaming: false });
+    } else if (message.role === "agent") {
+      list.add("agent", message.text, { id: message.id, agent: message.agent ?? null });
     } else {
       list.add(message.role === "user" ? "user" : "assistant", message.text, { id: message.id });
     }
@@ -166,6 +233,16 @@ function handleError(frame) {
   showError(friendlyErrorMessage(frame.code, limits));
   if (lastRequest?.kind === "feedback") {
     feedbackControls.get(lastRequest.messageId)?.failed();
+  } else if (lastRequest?.kind === "handoff") {
+    handoff.failed();
+  } else if (lastRequest?.kind === "csat") {
+    if (frame.code === "invalid") {
+      // Answered already (another tab), or the conversation was reopened: nothing to answer.
+      if (frame.detail) showError(frame.detail);
+      survey.hide();
+    } else {
+      survey.failed();
+    }
   } else if (
     lastRequest?.kind === "message" &&
     outbox.has(lastRequest.clientId) &&

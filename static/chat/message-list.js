@@ -1,6 +1,6 @@
 // The conversation's messages on screen. Every text goes in through textContent, never as HTML.
 
-const SPEAKER = { user: "You", assistant: "Northwind assistant" };
+const SPEAKER = { user: "You", assistant: "Northwind assistant", agent: "Northwind team" };
 const STICK_TO_BOTTOM_PX = 80;
 
 export class MessageList {
@@ -19,12 +19,13 @@ export class MessageList {
   }
 
   /**
-   * @param {"user" | "assistant"} role
+   * @param {"user" | "assistant" | "agent"} role  "agent": a person from the team
    * @param {string} text
-   * @param {{id?: number | null, clientId?: string, pending?: boolean}} [options]
+   * @param {{id?: number | null, clientId?: string, pending?: boolean, agent?: string | null}} [options]
+   *   `agent`: the name of the person who wrote an agent message
    * @returns {HTMLElement}
    */
-  add(role, text, { id = null, clientId = "", pending = false } = {}) {
+  add(role, text, { id = null, clientId = "", pending = false, agent = null } = {}) {
     const stick = this.#isNearBottom();
     const element = document.createElement("div");
     element.className = `message message-${role}`;
@@ -36,6 +37,10 @@ export class MessageList {
     const speaker = document.createElement("p");
     speaker.className = role === "user" ? "speaker visually-hidden" : "speaker";
     speaker.textContent = SPEAKER[role];
+    if (role === "agent") {
+      speaker.dataset.testid = "agent-name";
+      speaker.textContent = agent ? `${agent}, ${SPEAKER.agent}` : SPEAKER.agent;
+    }
 
     const bubble = document.createElement("div");
     bubble.className = "bubble";
