@@ -185,9 +185,12 @@ class ConversationAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+    # The status changes in the inbox (conversations.handoff), which tells the customer; an
+    # edit here would not, and could leave "with a person" with nobody assigned.
     readonly_fields = [
         "id",
         "owner",
+        "status",
         "assigned_agent",
         "handoff_reason",
         "handed_off_at",

@@ -366,7 +366,8 @@ def test_it_shows_which_replies_declined_and_the_articles_each_was_shown(admin_c
     assert "Return window" in page and "(0.40)" in page
 
 
-def test_it_changes_a_conversations_status_without_touching_its_messages(admin_client, desk):
+def test_saving_a_conversation_changes_neither_its_status_nor_its_messages(admin_client, desk):
+    """The status is the inbox's to change (it tells the customer); messages are never deleted."""
     conversation = desk["mine"]
     url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
     ids = list(conversation.messages.values_list("pk", flat=True))
@@ -386,7 +387,7 @@ def test_it_changes_a_conversations_status_without_touching_its_messages(admin_c
     response = admin_client.post(url, data)
 
     assert response.status_code == 302
-    assert Conversation.objects.get(pk=conversation.pk).status == "closed"
+    assert Conversation.objects.get(pk=conversation.pk).status == "open"
     assert conversation.messages.count() == len(ids)
 
 
