@@ -21,7 +21,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -35,6 +34,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.web_process import (  # noqa: E402  (after the path: run as a script)
+    run_manage,
+    spawn_daphne,
+    stop_process,
+    wait_until_listening,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,16 +140,7 @@ class Server:
         return self.var_dir / "chatbot.sqlite3"
 
     def manage(self, *arguments: str) -> str:
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *arguments],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"manage.py {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
-        return done.stdout
+        return run_manage(self.env, *arguments)
 
     def prepare(self) -> None:
         self.manage("migrate", "--noinput")
@@ -168,32 +165,8 @@ class Server:
 
     def start(self) -> None:
         self.log = (self.var_dir / "daphne.log").open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.args.port),
-                "chatbot_site.asgi:application",
-            ],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"Daphne exited: {(self.var_dir / 'daphne.log').read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.args.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("Daphne did not start listening within 60 s.")
+        self.process = spawn_daphne(self.args.port, self.env, self.log)
+        wait_until_listening(self.process, self.args.port, self.var_dir / "daphne.log")
 
     def switch_knowledge_off(self) -> None:
         """Every article inactive (the web process notices within KNOWLEDGE_POLL_SECONDS)."""
@@ -237,12 +210,7 @@ class Server:
         return {"rss": rss, "anon": anon}
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
         if self.process is not None:
             self.log.close()
         if not self.args.keep:

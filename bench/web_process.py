@@ -1,0 +1,99 @@
+"""Web processes for benchmarks: `manage.py` commands and Daphne servers in child processes.
+
+Each child gets the environment it is given (a bench builds it from scratch for its own stores),
+so what a bench measures never reads or writes the real database or channel layer.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(env: dict[str, str], *arguments: str) -> str:
+    """Run `manage.py` with ``arguments`` in ``env``; its stdout, or SystemExit with its stderr."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *arguments],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"manage.py {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def spawn_daphne(port: int, env: dict[str, str], log: IO[str]) -> subprocess.Popen:
+    """Start Daphne serving the site on 127.0.0.1:``port``, its stderr into ``log``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "chatbot_site.asgi:application",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+
+
+def wait_until_listening(
+    process: subprocess.Popen, port: int, log_path: Path, timeout: float = 60
+) -> None:
+    """Return once ``port`` accepts connections; SystemExit (with the log) if Daphne exits or
+    does not listen within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"Daphne exited: {log_path.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"Daphne did not start listening within {timeout:.0f} s.")
+
+
+def stop_process(process: subprocess.Popen | None) -> None:
+    """Terminate ``process`` (if still running), killing it after 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident memory (VmRSS from /proc), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
