@@ -256,6 +256,9 @@ function refreshPane() {
   claimButton.disabled = !connected || busy;
   // Anyone may release a conversation nobody has claimed; a claimed one only its agent.
   const releasable = status === "waiting_for_agent" || mine;
+  const ended = status === "open" || status === "closed";
+  handBackButton.hidden = ended;
+  closeButton.hidden = ended;
   handBackButton.disabled = !connected || busy || !releasable;
   closeButton.disabled = !connected || busy || !releasable;
   replyInput.disabled = !mine;

@@ -171,6 +171,7 @@ def test_it_hands_the_customer_to_a_person_who_answers_and_closes(
             inbox.get_by_test_id("close-button").click()
             expect(inbox.locator(".queue-item")).to_have_count(0)
             expect(inbox.get_by_test_id("pane-meta")).to_have_text("Closed")
+            expect(inbox.get_by_test_id("close-button")).to_be_hidden()
             expect(reply_input).to_be_disabled()
             expect(banner).to_have_attribute("data-status", "closed")
             expect(handoff_button).to_be_visible()
