@@ -185,20 +185,9 @@ class ConversationAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    # The status changes in the inbox (conversations.handoff), which tells the customer; an
-    # edit here would not, and could leave "with a person" with nobody assigned.
-    readonly_fields = [
-        "id",
-        "owner",
-        "status",
-        "assigned_agent",
-        "handoff_reason",
-        "handed_off_at",
-        "closed_at",
-        "satisfaction_answer",
-        "created_at",
-        "updated_at",
-    ]
+    # All read-only: the status changes in the inbox (conversations.handoff), which tells the
+    # customer; an edit here would not, and could leave "with a person" with nobody assigned.
+    readonly_fields = fields
     inlines = [TranscriptInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
