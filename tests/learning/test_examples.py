@@ -308,6 +308,7 @@ def test_counts_and_the_data_hash_describe_the_data(tokenizer):
         "desirable": 2,
         "undesirable": 1,
         "corrections": 1,
+        "agent_answers": 0,
         "capped_feedback": 0,
     }
     assert len(examples.data_hash) == 64 and examples.data_hash == build(tokenizer).data_hash
