@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import SyncToAsync
+from channels.layers import channel_layers
 from django.db import connections
 
 pytest_plugins = [
@@ -26,6 +27,20 @@ def _close_connections_of_the_sync_thread():
     """
     yield
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
+@pytest.fixture(autouse=True)
+def _a_channel_layer_per_test():
+    """Give every test its own channel layer object.
+
+    Each async test runs on its own event loop, and channels-redis keeps receive state (a
+    lock, the loop it belongs to, a count of receivers) on the layer object. A consumer still
+    receiving when a test's loop closes is finalized later, on garbage collection, and its
+    cleanup then corrupts that state for whichever test is running ("Lock ... is bound to a
+    different event loop"). Seen in CI once the handoff tests added many sockets per test.
+    """
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture
