@@ -9,7 +9,8 @@ claiming the same conversation, or an agent closing one the customer is just han
 never both win: the loser gets a `HandoffRefused` it can show.
 
 The consumers (chat and inbox) call these through `database_sync_to_async` and tell the other
-side through the channel layer (`conversations.handoff_events`); nothing here sends frames.
+side through the channel layer (`conversations.handoff_events`); nothing here sends frames. What
+the inbox shows is `conversations.inbox_views`.
 
 An agent's answer to a question the bot could not answer becomes a training example: a
 Feedback row with `source=agent` on the agent's message, rated up, whose `answered_question` is
@@ -171,7 +172,8 @@ def check_agent(user_id: int | None) -> Any:
     return user
 
 
-def _conversation(conversation_id: str | uuid.UUID) -> Conversation:
+def conversation_or_refuse(conversation_id: str | uuid.UUID) -> Conversation:
+    """The conversation with this id (a string from a frame), or `not_found`."""
     try:
         pk = uuid.UUID(str(conversation_id))
     except ValueError:
@@ -185,7 +187,7 @@ def _conversation(conversation_id: str | uuid.UUID) -> Conversation:
 def do_claim(conversation_id: str | uuid.UUID, user_id: int) -> Conversation:
     """The agent takes a waiting conversation; exactly one of two racing agents wins."""
     agent = check_agent(user_id)
-    conversation = _conversation(conversation_id)
+    conversation = conversation_or_refuse(conversation_id)
     claimed = Conversation.objects.filter(
         pk=conversation.pk, status=Status.WAITING_FOR_AGENT
     ).update(status=Status.WITH_AGENT, agent=agent, updated_at=timezone.now())
@@ -238,7 +240,7 @@ def do_post_agent_message(
 ) -> AgentReply:
     """Store the assigned agent's reply (role `agent`, author = the agent)."""
     agent = check_agent(user_id)
-    conversation = _conversation(conversation_id)
+    conversation = conversation_or_refuse(conversation_id)
     name = agent_name(agent) or ""
     if client_id:
         existing = Message.objects.filter(
@@ -269,7 +271,7 @@ def _release(
 ) -> Conversation:
     """Hand back or close: the assigned agent may, and any agent while nobody has claimed it."""
     agent = check_agent(user_id)
-    conversation = _conversation(conversation_id)
+    conversation = conversation_or_refuse(conversation_id)
     owned = Q(agent_id=agent.pk) if conversation.agent_id else Q(agent__isnull=True)
     changed = (
         Conversation.objects.filter(owned, pk=conversation.pk, status=conversation.status)
@@ -364,81 +366,3 @@ def do_agent_seen(user_id: int, channel_name: str) -> None:
 
 def do_agent_left(channel_name: str) -> None:
     AgentPresence.objects.filter(channel_name=channel_name).delete()
-
-
-# --- the inbox's views -----------------------------------------------------------------------
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def conversation_summary(conversation: Conversation) -> dict[str, Any]:
-    """One row of the inbox."""
-    last = (
-        Message.objects.finished()
-        .filter(conversation=conversation)
-        .order_by("-created_at", "-id")
-        .values_list("role", "text")
-        .first()
-    )
-    return {
-        "id": str(conversation.pk),
-        "status": conversation.status,
-        "agent": agent_name(conversation.agent),
-        "agent_id": conversation.agent_id,
-        "reason": conversation.handoff_reason,
-        "waiting_since": _iso(conversation.handed_off_at),
-        "last_message": {"role": last[0], "text": last[1][:200]} if last else None,
-    }
-
-
-def summary_of(conversation_id: str | uuid.UUID) -> dict[str, Any]:
-    return conversation_summary(_conversation(conversation_id))
-
-
-def inbox_conversations() -> list[dict[str, Any]]:
-    """Waiting and assigned conversations, the longest waiting first."""
-    rows = (
-        Conversation.objects.filter(status__in=Conversation.HANDED_OFF)
-        .select_related("agent")
-        .order_by("handed_off_at", "created_at")
-    )
-    return [conversation_summary(conversation) for conversation in rows]
-
-
-def message_entry(message: Message, ratings: dict[int, int] | None = None) -> dict[str, Any]:
-    """A message as the inbox shows it: who wrote it, the bot's articles, the customer's rating."""
-    return {
-        "id": message.pk,
-        "role": message.role,
-        "text": message.text,
-        "agent": agent_name(message.author) if message.role == Role.AGENT else None,
-        "declined": message.declined,
-        "articles": [article.get("title", "") for article in message.grounding or []]
-        if message.role == Role.ASSISTANT
-        else [],
-        "rating": (ratings or {}).get(message.pk),
-        "created_at": _iso(message.created_at),
-    }
-
-
-def transcript(conversation_id: str | uuid.UUID) -> dict[str, Any]:
-    """The inbox's `transcript` frame: the whole conversation with the customer's ratings."""
-    conversation = _conversation(conversation_id)
-    ratings = dict(
-        Feedback.objects.filter(
-            conversation=conversation, source=Feedback.Source.CUSTOMER
-        ).values_list("message_id", "rating")
-    )
-    messages = (
-        Message.objects.finished()
-        .filter(conversation=conversation)
-        .select_related("author")
-        .order_by("created_at", "id")
-    )
-    return {
-        "type": "transcript",
-        "conversation": conversation_summary(conversation),
-        "messages": [message_entry(message, ratings) for message in messages],
-    }

@@ -17,7 +17,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from conversations import handoff
+from conversations import handoff, inbox_views
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ async def status_changed(conversation_id: uuid.UUID | str) -> None:
 
 
 async def conversation_updated(conversation_id: uuid.UUID | str) -> None:
-    summary = await database_sync_to_async(handoff.summary_of)(conversation_id)
+    summary = await database_sync_to_async(inbox_views.summary_of)(conversation_id)
     await to_inbox({"type": "conversation.updated", "conversation": summary})
 
 
@@ -75,4 +75,4 @@ async def new_message(conversation_id: uuid.UUID | str, message_id: int) -> None
 def _entry(message_id: int) -> dict[str, Any]:
     from conversations.models import Message
 
-    return handoff.message_entry(Message.objects.select_related("author").get(pk=message_id))
+    return inbox_views.message_entry(Message.objects.select_related("author").get(pk=message_id))

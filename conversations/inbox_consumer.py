@@ -19,7 +19,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from conversations import handoff, handoff_events, protocol, services
+from conversations import handoff, handoff_events, inbox_views, protocol, services
 from conversations.consumers import CLOSE_FORBIDDEN, UNEXPECTED
 from conversations.protocol import AgentMessageFrame, ProtocolError
 from knowledge import retrieval
@@ -45,7 +45,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         self.user_id = agent.pk
         await self.channel_layer.group_add(handoff_events.INBOX_GROUP, self.channel_name)
         await database_sync_to_async(handoff.do_agent_seen)(agent.pk, self.channel_name)
-        queue = await database_sync_to_async(handoff.inbox_conversations)()
+        queue = await database_sync_to_async(inbox_views.inbox_conversations)()
         await self._send_frame(
             {
                 "type": "inbox",
@@ -129,7 +129,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         )
 
     async def _send_transcript(self, conversation_id: Any) -> None:
-        frame = await database_sync_to_async(handoff.transcript)(conversation_id)
+        frame = await database_sync_to_async(inbox_views.transcript)(conversation_id)
         await self._send_frame(frame)
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
