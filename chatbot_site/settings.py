@@ -170,6 +170,23 @@ ENGINE_MAX_BATCH = envint("ENGINE_MAX_BATCH", 32, minimum=1)
 ENGINE_BATCH_WAIT_MS = envfloat("ENGINE_BATCH_WAIT_MS", 0.0, minimum=0.0)
 ENGINE_MAX_QUEUE = envint("ENGINE_MAX_QUEUE", 256, minimum=1)
 
+# --- Generation backend (README: "Serving through an inference server") ----------
+# in_process: each web process runs the engine itself. openai: replies stream from an
+# OpenAI-compatible server (`manage.py serve_model`, or vLLM) at GENERATION_SERVER_URL.
+GENERATION_BACKEND = envchoice("GENERATION_BACKEND", "in_process", ("in_process", "openai"))
+GENERATION_SERVER_URL = envstr("GENERATION_SERVER_URL", "http://127.0.0.1:8001/v1").rstrip("/")
+GENERATION_SERVER_API_KEY = envstr("GENERATION_SERVER_API_KEY", "")
+# Seconds to connect to the server, and at most between two streamed chunks.
+GENERATION_SERVER_CONNECT_TIMEOUT = envfloat("GENERATION_SERVER_CONNECT_TIMEOUT", 2.0, minimum=0.01)
+GENERATION_SERVER_READ_TIMEOUT = envfloat("GENERATION_SERVER_READ_TIMEOUT", 30.0, minimum=0.01)
+# vLLM: load a promoted LoRA adapter at runtime (POST /v1/load_lora_adapter) and unload the
+# retired one GENERATION_SERVER_UNLOAD_DELAY seconds later, once its streams have ended.
+GENERATION_SERVER_LORA_RUNTIME = envbool("GENERATION_SERVER_LORA_RUNTIME", False)
+GENERATION_SERVER_UNLOAD_DELAY = envfloat("GENERATION_SERVER_UNLOAD_DELAY", 120.0, minimum=0.0)
+# Where `manage.py serve_model` listens (the Procfile's `model` process).
+SERVE_MODEL_HOST = envstr("SERVE_MODEL_HOST", "127.0.0.1")
+SERVE_MODEL_PORT = envint("SERVE_MODEL_PORT", 8001, minimum=1)
+
 # --- Knowledge base and grounded answers (README: "The knowledge base") ------------
 # "" = all-MiniLM-L6-v2 from its wheel; else a local directory with a sentence encoder.
 KNOWLEDGE_ENCODER = envstr("KNOWLEDGE_ENCODER", "")
