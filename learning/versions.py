@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from learning.models import ModelVersion
+from learning.served_adapters import switch_served_adapter
 from learning.serving import forget_active_version
 
 
@@ -48,21 +49,25 @@ def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -
     """Make ``version`` the active one and retire the previous one, in one transaction.
 
     The rows are locked first, so two activations at once run one after the other; the
-    database constraint would refuse a second active version anyway.
+    database constraint would refuse a second active version anyway. With a remote backend a
+    LoRA adapter version is loaded on the inference server before the commit, and the retired
+    one unloaded later (``learning.served_adapters``).
     """
     with transaction.atomic():
-        list(ModelVersion.objects.active().select_for_update().values_list("pk", flat=True))
+        previous = list(ModelVersion.objects.active().select_for_update())
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         ModelVersion.objects.active().exclude(pk=locked.pk).update(
             status=ModelVersion.Status.RETIRED
         )
+        adapters = switch_served_adapter(locked, retiring=previous[0] if previous else None)
         locked.status = ModelVersion.Status.ACTIVE
         locked.activated_at = timezone.now()
         locked.activated_by = by
-        locked.activation_note = note[:500]
+        locked.activation_note = adapters.annotate(note)
         locked.save(update_fields=["status", "activated_at", "activated_by", "activation_note"])
         # Other processes see the change within ENGINE_POLL_SECONDS; this one at once.
         transaction.on_commit(forget_active_version)
+        transaction.on_commit(adapters.after_commit)
     version.refresh_from_db()
     return version
 
