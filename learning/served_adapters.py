@@ -83,18 +83,21 @@ def adapter_path(version: ModelVersion) -> str:
 # --- The server's runtime LoRA endpoints ----------------------------------------------------
 
 
-def _post(endpoint: str, payload: dict[str, str]) -> Any:
+def _headers() -> dict[str, str]:
+    key = settings.GENERATION_SERVER_API_KEY
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _request(method: str, endpoint: str, payload: dict[str, str] | None = None) -> Any:
+    """One call to the server, within its connect and read timeouts."""
     import httpx  # only where runtime LoRA is on
 
-    headers = {}
-    if settings.GENERATION_SERVER_API_KEY:
-        headers["Authorization"] = f"Bearer {settings.GENERATION_SERVER_API_KEY}"
+    url = f"{settings.GENERATION_SERVER_URL}/{endpoint}"
     timeout = httpx.Timeout(
         settings.GENERATION_SERVER_READ_TIMEOUT, connect=settings.GENERATION_SERVER_CONNECT_TIMEOUT
     )
-    url = f"{settings.GENERATION_SERVER_URL}/{endpoint}"
     try:
-        return httpx.post(url, json=payload, headers=headers, timeout=timeout)
+        return httpx.request(method, url, json=payload, headers=_headers(), timeout=timeout)
     except httpx.HTTPError as error:  # refused, timed out, reset
         raise InferenceServerUnreachable(f"{url}: {error or type(error).__name__}") from error
 
@@ -110,7 +113,7 @@ def load_adapter(name: str, path: str) -> None:
     adapter 'name' has already been loaded." when it has it (the same name is always the same
     checkpoint here).
     """
-    response = _post("load_lora_adapter", {"lora_name": name, "lora_path": path})
+    response = _request("POST", "load_lora_adapter", {"lora_name": name, "lora_path": path})
     if response.status_code == 200:
         return
     if response.status_code == 400 and "already" in response.text:
@@ -122,7 +125,7 @@ def load_adapter(name: str, path: str) -> None:
 
 def unload_adapter(name: str) -> None:
     """``POST /unload_lora_adapter``; an adapter the server does not have (404) is unloaded."""
-    response = _post("unload_lora_adapter", {"lora_name": name})
+    response = _request("POST", "unload_lora_adapter", {"lora_name": name})
     if response.status_code in (200, 404):
         return
     if response.status_code >= 500:
@@ -133,23 +136,7 @@ def unload_adapter(name: str) -> None:
 def served_models() -> dict[str, str | None]:
     """``GET /models``: every name the server answers to, with its parent (None for a base
     model, the base's name for a LoRA adapter)."""
-    import httpx
-
-    headers = {}
-    if settings.GENERATION_SERVER_API_KEY:
-        headers["Authorization"] = f"Bearer {settings.GENERATION_SERVER_API_KEY}"
-    url = f"{settings.GENERATION_SERVER_URL}/models"
-    try:
-        response = httpx.get(
-            url,
-            headers=headers,
-            timeout=httpx.Timeout(
-                settings.GENERATION_SERVER_READ_TIMEOUT,
-                connect=settings.GENERATION_SERVER_CONNECT_TIMEOUT,
-            ),
-        )
-    except httpx.HTTPError as error:
-        raise InferenceServerUnreachable(f"{url}: {error or type(error).__name__}") from error
+    response = _request("GET", "models")
     if response.status_code != 200:
         raise InferenceServerError(_refusal(response))
     return {card["id"]: card.get("parent") for card in response.json().get("data", [])}
@@ -182,8 +169,9 @@ class AdapterSwitch:
         return note[: ACTIVATION_NOTE_CHARS - len(remark)] + remark
 
     def after_commit(self) -> None:
-        """Queue the load's retry and the retired adapter's unload; never raises (the
-        activation is committed: a broker that is down is logged, sync_served_adapters mends)."""
+        """Queue the load's retry and the retired adapter's unload (now, with no delay). The
+        activation is committed: a broker or server that is down is logged and retried, and
+        ``sync_served_adapters`` mends whatever is left."""
         if self.load_failed:
             self._send(LOAD_TASK, [self.version_id], countdown=5)
         if not self.retired_adapter:
@@ -194,6 +182,8 @@ class AdapterSwitch:
             return
         try:
             unload_if_retired(self.retired_adapter)
+        except InferenceServerUnreachable:
+            self._send(UNLOAD_TASK, [self.retired_adapter], countdown=5)
         except InferenceServerError as error:
             logger.error(
                 "unloading adapter %s failed (%s); run `manage.py sync_served_adapters`",

@@ -342,3 +342,24 @@ def test_sync_unloads_retired_adapters_once_the_active_one_has_served_for_the_de
     call_command("sync_served_adapters")  # again: nothing left to do, nothing fails
     assert capsys.readouterr().out.splitlines() == ["run-2: loaded."]
     assert vllm.loaded.keys() == {"run-2", "someone-elses-adapter"}
+
+
+def test_with_the_server_down_both_the_load_and_the_unload_are_queued_for_retry(
+    runtime_lora, vllm, base, tmp_path, queued
+):
+    run_1 = adapter_version("run-1", base, tmp_path)
+    run_2 = adapter_version("run-2", base, tmp_path)
+    promote_version(run_1)
+    runtime_lora.GENERATION_SERVER_URL = closed_port_url()
+
+    promote_version(run_2)
+
+    assert ModelVersion.objects.get(pk=run_2.pk).status == ModelVersion.Status.ACTIVE
+    assert queued == [
+        (served_adapters.LOAD_TASK, [run_2.pk], 5),
+        (served_adapters.UNLOAD_TASK, ["run-1"], 5),
+    ]
+    runtime_lora.GENERATION_SERVER_URL = vllm.url
+    assert tasks.load_served_adapter(run_2.pk) is True
+    assert tasks.unload_retired_adapter("run-1") is True
+    assert vllm.loaded.keys() == {"run-2"}
