@@ -10,7 +10,8 @@ A reply's generation is a detached asyncio task kept alive by `_REPLY_TASKS`, no
 the consumer: when the client goes away mid-reply, Channels stops the consumer, the engine is
 told to stop generating (the sequence leaves its batch at the next step), and the task still
 stores the text produced so far with finish reason `disconnected`; its sends are dropped.
-When the engine's queue is full the message is kept and answered `busy` at once.
+When the engine's queue is full, or the generation server (GENERATION_BACKEND=openai) refuses
+the request, the message is kept and answered `busy` at once.
 
 Before each reply the consumer awaits `knowledge.retrieval.retrieve` (off the event loop) and
 `services.decide_reply` decides: a grounded prompt for the engine, or a decline, which is
@@ -47,7 +48,7 @@ from learning import serving
 from learning.generation import ActiveVersion, EngineBusy
 
 if TYPE_CHECKING:
-    from learning.engine import ReplyStream
+    from learning.generation import GenerationStream
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conversation_id = None
         self.disconnected = False
         self.reply_task: asyncio.Task[None] | None = None
-        self.reply_stream: ReplyStream | None = None
+        self.reply_stream: GenerationStream | None = None
         self.feedback_times: deque[float] = deque()
         await self.accept()
         try:
@@ -217,11 +218,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             version = await serving.get_active_version()
             if version is None:
                 raise ProtocolError("busy", UNAVAILABLE)
-            # Raises EngineBusy at once when the engine's queue is full: no reply is announced.
+            # Raises EngineBusy when the engine's queue is full or the generation server refuses
+            # the request (stream_reply, open): no reply is announced.
             stream = serving.get_engine().stream_reply(version, plan.turns)
             self.reply_stream = stream
             if self.disconnected:
                 stream.cancel()  # gone before generation started: nothing will be produced
+            await stream.open()
             await self._send_frame({"type": "bot_message.start", "id": bot_message_id})
             async for delta in stream:
                 produced.append(delta)

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from django.conf import settings
@@ -38,35 +38,11 @@ from transformers.cache_utils import DynamicLayer
 
 from learning import chat_format
 from learning.checkpoints import CheckpointError, load_checkpoint, pick_device
-from learning.generation import ActiveVersion, EngineBusy
+from learning.generation import ActiveVersion, EngineBusy, FinishReason, ReplyResult
 
 logger = logging.getLogger(__name__)
 
-# How a reply ended; the chat stores it on the message as is.
-FinishReason = Literal["stop", "length", "disconnected", "error"]
 REPLACEMENT_CHARACTER = "\ufffd"
-
-
-@dataclass(frozen=True)
-class ReplyResult:
-    """How a reply ended: the whole text, and its finish reason, counts and timings.
-
-    A failed generation (the checkpoint cannot be loaded, a prompt cannot be built, a forward
-    pass raises) is reported here and only here: ``finish_reason`` is ``"error"``, ``error``
-    says why, and ``text`` holds what was produced before the failure. The stream does not
-    raise for it. A failure is one of the ways a reply ends, like a disconnect, and every
-    ending is stored the same way (``conversations.services.do_end_reply``), so one value
-    carries them all, and a reader of the stream has one place to look.
-    """
-
-    text: str
-    model_version_id: int
-    finish_reason: FinishReason
-    token_count: int
-    time_to_first_token_ms: float
-    generation_ms: float
-    # Why generation failed (finish reason "error"), for the log; None otherwise.
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +69,8 @@ class _Request:
     outbox: asyncio.Queue
     submitted: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    # At most this many new tokens (None: GENERATION_MAX_NEW_TOKENS; never more than it).
+    max_new_tokens: int | None = None
 
 
 @dataclass
@@ -267,6 +245,10 @@ class ReplyStream(AsyncIterator[str]):
             raise RuntimeError("The reply is not finished: iterate the stream first.")
         return self._result
 
+    async def open(self) -> None:
+        """Nothing to wait for: the engine accepted the request in ``stream_reply`` (a remote
+        backend's stream waits here for the server to accept it)."""
+
     def cancel(self) -> None:
         """The client went away: stop generating (the stream still ends with a result)."""
         self._request.cancelled = True
@@ -349,17 +331,25 @@ class GenerationEngine:
         """Requests accepted and not finished yet (queued or running)."""
         return self._accepted
 
-    def stream_reply(self, version: ActiveVersion, turns: list[dict[str, str]]) -> ReplyStream:
+    def stream_reply(
+        self,
+        version: ActiveVersion,
+        turns: list[dict[str, str]],
+        *,
+        max_new_tokens: int | None = None,
+    ) -> ReplyStream:
         """Queue the reply to ``turns`` (ending with the user's message) by ``version``.
 
         Call it on the event loop that iterates the stream. Raises EngineBusy at once when
         ENGINE_MAX_QUEUE requests are already queued or running; nothing accepted is dropped.
+        ``max_new_tokens`` lowers the engine's token limit for this reply only.
         """
         request = _Request(
             version,
             [{"role": t["role"], "content": t["content"]} for t in turns],
             asyncio.get_running_loop(),
             asyncio.Queue(),
+            max_new_tokens=max_new_tokens,
         )
         with self._accepted_lock:
             if self._accepted >= self.options.max_queue:
@@ -554,7 +544,7 @@ class GenerationEngine:
             delta = sequence.text.push(token)
             if delta:
                 self._post(sequence.request, delta)
-            if sequence.generated >= limit:
+            if sequence.generated >= min(limit, sequence.request.max_new_tokens or limit):
                 self._finish(sequence, "length")
                 continue
             keep.append(row)

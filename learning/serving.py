@@ -1,7 +1,9 @@
-"""What the chat consumers use to answer: the active version (cached) and the engine.
+"""What the chat consumers use to answer: the active version (cached) and the backend.
 
 Importing this module does not import torch: the engine, and with it the model code, is
-loaded on the first ``get_engine()``.
+loaded on the first ``get_in_process_engine()`` (``get_engine()`` with the in-process backend).
+With GENERATION_BACKEND=openai the web process never loads a model: replies stream from the
+generation server (``learning.remote_generation``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import TYPE_CHECKING
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from learning.generation import ActiveVersion
+from learning.generation import ActiveVersion, GenerationBackend
 from learning.models import ModelVersion
 
 if TYPE_CHECKING:
     from learning.engine import GenerationEngine
+    from learning.remote_generation import RemoteGeneration
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class _CachedLookup:
 
 _cached: _CachedLookup | None = None
 _engine: GenerationEngine | None = None
+_remote: RemoteGeneration | None = None
 _engine_lock = threading.Lock()
 
 
@@ -61,7 +65,14 @@ def _read_active_version() -> ActiveVersion | None:
     return ActiveVersion(id=row.pk, name=row.name, checkpoint_path=row.checkpoint_path)
 
 
-def get_engine() -> GenerationEngine:
+def get_engine() -> GenerationBackend:
+    """The backend GENERATION_BACKEND chooses: this process's engine or the generation server."""
+    if settings.GENERATION_BACKEND == "openai":
+        return get_remote_generation()
+    return get_in_process_engine()
+
+
+def get_in_process_engine() -> GenerationEngine:
     """The process-wide engine, created (with its worker thread) on first use."""
     global _engine
     if _engine is None:
@@ -71,3 +82,15 @@ def get_engine() -> GenerationEngine:
 
                 _engine = GenerationEngine.from_settings()
     return _engine
+
+
+def get_remote_generation() -> RemoteGeneration:
+    """The process-wide client of the generation server (GENERATION_SERVER_URL)."""
+    global _remote
+    if _remote is None:
+        with _engine_lock:
+            if _remote is None:
+                from learning.remote_generation import RemoteGeneration
+
+                _remote = RemoteGeneration.from_settings()
+    return _remote

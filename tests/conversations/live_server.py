@@ -48,25 +48,31 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_until_serving(url: str, server: subprocess.Popen[bytes]) -> None:
+def _wait_until_serving(url: str, server: subprocess.Popen[bytes], name: str) -> None:
     deadline = time.monotonic() + SERVER_START_SECONDS
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"daphne exited with {server.returncode}")
+            raise RuntimeError(f"{name} exited with {server.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError:
+            return  # it answers (a refusal, such as a missing API key, is an answer)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
-    raise RuntimeError(f"daphne did not answer {url} within {SERVER_START_SECONDS}s")
+    raise RuntimeError(f"{name} did not answer {url} within {SERVER_START_SECONDS}s")
 
 
 @contextmanager
-def daphne_serving(log_dir: Path) -> Iterator[str]:
-    """Daphne serving the real ASGI application on the test database; yields its base URL.
+def server_process(
+    args: list[str], ready_path: str, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """``python <args>`` serving on a free port of 127.0.0.1 on the test database, until the
+    block ends; yields its base URL and port once ``ready_path`` answers.
 
-    Its output goes to `log_dir/daphne.log`, shown in the error when it does not start."""
+    ``args`` may contain ``{port}``. Its output goes to ``log_path``, shown in the error when
+    it does not start."""
     port = _free_port()
     env = {
         **os.environ,
@@ -75,20 +81,11 @@ def daphne_serving(log_dir: Path) -> Iterator[str]:
         "ENGINE_POLL_SECONDS": "0",
         "ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
-    log_path = log_dir / "daphne.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "chatbot_site.asgi:application",
-            ],
+            [sys.executable, *(arg.format(port=port) for arg in args)],
             cwd=settings.BASE_DIR,
             env=env,
             stdout=log,
@@ -97,12 +94,12 @@ def daphne_serving(log_dir: Path) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         try:
             try:
-                _wait_until_serving(f"{url}/", server)
+                _wait_until_serving(url + ready_path, server, args[0])
             except RuntimeError:
                 server.kill()
                 server.wait()
                 raise RuntimeError(log_path.read_text(errors="replace")) from None
-            yield url
+            yield url, port
         finally:
             if server.poll() is None:
                 server.terminate()
@@ -111,3 +108,13 @@ def daphne_serving(log_dir: Path) -> Iterator[str]:
                 except subprocess.TimeoutExpired:
                     server.kill()
                     server.wait()
+
+
+@contextmanager
+def daphne_serving(log_dir: Path) -> Iterator[str]:
+    """Daphne serving the real ASGI application on the test database; yields its base URL.
+
+    Its output goes to `log_dir/daphne.log`, shown in the error when it does not start."""
+    args = ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "chatbot_site.asgi:application"]
+    with server_process(args, "/", log_dir / "daphne.log") as (url, _):
+        yield url

@@ -240,6 +240,9 @@ class FailingStream:
     def __init__(self) -> None:
         self.sent = False
 
+    async def open(self) -> None:
+        pass
+
     async def __anext__(self) -> str:
         if not self.sent:
             self.sent = True
