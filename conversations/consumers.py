@@ -224,8 +224,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.reply_stream = stream
             if self.disconnected:
                 stream.cancel()  # gone before generation started: nothing will be produced
-            await stream.open()
-            await self._send_frame({"type": "bot_message.start", "id": bot_message_id})
+            if await stream.open():  # False: it failed before any text (a server that is down)
+                await self._send_frame({"type": "bot_message.start", "id": bot_message_id})
             async for delta in stream:
                 produced.append(delta)
                 await self._send_frame(

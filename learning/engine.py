@@ -245,9 +245,10 @@ class ReplyStream(AsyncIterator[str]):
             raise RuntimeError("The reply is not finished: iterate the stream first.")
         return self._result
 
-    async def open(self) -> None:
+    async def open(self) -> bool:
         """Nothing to wait for: the engine accepted the request in ``stream_reply`` (a remote
         backend's stream waits here for the server to accept it)."""
+        return True
 
     def cancel(self) -> None:
         """The client went away: stop generating (the stream still ends with a result)."""

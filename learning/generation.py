@@ -59,8 +59,10 @@ class GenerationStream(Protocol):
     @property
     def result(self) -> ReplyResult: ...
 
-    async def open(self) -> None:
-        """Return once the request was accepted; raise EngineBusy when it was refused."""
+    async def open(self) -> bool:
+        """Return once the request was accepted: True, or False when the stream has already
+        ended (the server could not be reached: ``result`` says why); raise EngineBusy when
+        the server refused it as busy."""
 
     def cancel(self) -> None:
         """The customer went away: stop generating (the stream still ends with a result)."""

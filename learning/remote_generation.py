@@ -8,8 +8,9 @@ consumer sees the same stream as the in-process engine's: text deltas, then ``re
 * ``open()`` sends the request and waits for the response's status: 429 or 503 raise
   ``EngineBusy`` (the consumer answers `busy` without announcing a reply); a server that cannot
   be reached within GENERATION_SERVER_CONNECT_TIMEOUT, or any other refusal, is not raised but
-  ends the stream at once with finish reason ``error`` (the consumer keeps the question, drops
-  the empty reply and says the assistant is unavailable: never a hang).
+  ends the stream at once with finish reason ``error`` and ``open()`` returns False (the
+  consumer keeps the question, drops the empty reply and says the assistant is unavailable,
+  without announcing a reply: never a hang).
 * The deltas are the ``content`` of the server-sent ``chat.completion.chunk`` events; more than
   GENERATION_SERVER_READ_TIMEOUT seconds without a chunk, a dropped connection or an error
   event end the reply with finish reason ``error`` and the text received so far.
@@ -147,17 +148,18 @@ class RemoteStream(AsyncIterator[str]):
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
 
-    async def open(self) -> None:
-        """Send the request; return once the server accepted it (or the stream has failed).
+    async def open(self) -> bool:
+        """Send the request; return once the server accepted it: True, or False when the
+        stream has already ended (unreachable, refused, or cancelled first; ``result`` says).
 
         Raises EngineBusy when the server refuses it as busy (HTTP 429 or 503).
         """
         if self._opened:
-            return
+            return self._result is None
         self._opened = True
         if self._cancelled:
             await self._end("disconnected")
-            return
+            return False
         client = self._backend.client()
         request = client.build_request(
             "POST", "/chat/completions", json=self._backend.payload(self._version, self._turns)
@@ -166,10 +168,10 @@ class RemoteStream(AsyncIterator[str]):
             response = await client.send(request, stream=True)
         except httpx.TimeoutException:
             await self._end("error", f"The generation server did not answer ({request.url}).")
-            return
+            return False
         except httpx.HTTPError as error:
             await self._end("error", f"The generation server is unreachable: {error!r}")
-            return
+            return False
         self._response = response
         if response.status_code != 200:
             detail = await _error_detail(response)
@@ -178,8 +180,9 @@ class RemoteStream(AsyncIterator[str]):
                 raise EngineBusy(f"The generation server is busy: {detail}")
             status = response.status_code
             await self._end("error", f"The generation server answered {status}: {detail}")
-            return
+            return False
         self._lines = response.aiter_lines()
+        return True
 
     def __aiter__(self) -> RemoteStream:
         return self

@@ -240,8 +240,8 @@ class FailingStream:
     def __init__(self) -> None:
         self.sent = False
 
-    async def open(self) -> None:
-        pass
+    async def open(self) -> bool:
+        return True
 
     async def __anext__(self) -> str:
         if not self.sent:
