@@ -9,8 +9,17 @@ token time, from its queue to the token, as stored with each reply), errors, a c
 every message and reply in the database, and the web process's memory against the model's
 weight size.
 
+With ``--backend openai`` it measures the generation server instead (issue 13), side by side on
+the same prompts: the in-process Daphne (GENERATION_BACKEND=in_process), one Daphne with
+GENERATION_BACKEND=openai in front of one ``manage.py serve_model``, and two such Daphnes with
+the sessions split between them, sharing that serve_model; the three set-ups take turns, in a
+rotating order, ``--repeats`` times for each N. It prints tokens/s and first-token times of each,
+the openai web process's memory against the same process before its first chat, and PASS/FAIL
+for each target.
+
     .venv/bin/python bench/serve.py --quick          # tiny model, a minute or two
     .venv/bin/python bench/serve.py --checkpoint var/checkpoints/starter-0-<hash>
+    .venv/bin/python bench/serve.py --quick --backend openai   # about two minutes
 """
 
 from __future__ import annotations
@@ -29,13 +38,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.web_process import (  # noqa: E402  (after the path: run as a script)
+    free_ports,
     run_manage,
     spawn_daphne,
     stop_process,
@@ -50,8 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "Targets (starter model, two CPU cores): at N=32 tokens/s >= 8x N=1 and >= 0.7x the "
             "bare model at batch 32; N=1 time to first token <= 1.2x bare + 5 ms; no lost "
             "messages; at N=64 with --max-queue below 64 the overflow is answered busy; web "
-            "process RSS <= weights + 300 MiB. The server runs on a fresh SQLite database under "
-            "a temporary VAR_DIR, removed afterwards (--keep keeps it)."
+            "process RSS <= weights + 300 MiB. With --backend openai (N=1 and 32): the openai "
+            "web process's RSS after serving <= the same process before its first chat + 150 "
+            "MiB; N=32 tokens/s through serve_model >= 0.9x in-process; N=1 TTFT p50 through "
+            "serve_model <= in-process + 3 ms; two web processes on one serve_model >= 1.0x "
+            "one at N=32. The server runs on a fresh SQLite database under a temporary VAR_DIR, "
+            "removed afterwards (--keep keeps it)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -65,7 +79,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="tiny model built in seconds, 2 messages a session"
     )
     parser.add_argument(
-        "--sessions", default="1,8,32,64", help="comma-separated concurrent session counts N"
+        "--backend",
+        choices=("in_process", "openai"),
+        default="in_process",
+        help="in_process: the server against the bare model; openai: the in-process server "
+        "against one and two web processes sharing a `manage.py serve_model`",
+    )
+    parser.add_argument(
+        "--sessions",
+        help="comma-separated concurrent session counts N (default 1,8,32,64; with --backend "
+        "openai 1,32)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="(--backend openai) how many times each set-up serves each N, taking turns",
     )
     parser.add_argument("--messages", type=int, help="messages per session M (default 4; quick 2)")
     parser.add_argument(
@@ -95,9 +124,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "article switched off: time to first token with and without retrieval, side by side",
     )
     args = parser.parse_args(argv)
+    if args.sessions is None:
+        args.sessions = "1,32" if args.backend == "openai" else "1,8,32,64"
     args.sessions = [int(n) for n in args.sessions.split(",") if n.strip()]
     if args.messages is None:
-        args.messages = 2 if args.quick else 4
+        args.messages = 2 if args.quick and args.backend == "in_process" else 4
+    if not args.sessions or min(args.sessions) < 1 or args.messages < 1 or args.repeats < 1:
+        parser.error("--sessions, --messages and --repeats must be positive")
     return args
 
 
@@ -181,13 +214,7 @@ class Server:
 
     def memory(self) -> dict[str, int]:
         """The web process's memory (/proc status, bytes): RSS, its peak, anonymous part."""
-        fields = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anon", "RssFile": "file"}
-        values: dict[str, int] = {}
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in fields:
-                values[fields[key]] = int(rest.split()[0]) * 1024
-        return values
+        return process_memory(self.process.pid)
 
     def import_memory(self) -> dict[str, int]:
         """RSS and anonymous memory of a fresh process that only imports what the server runs.
@@ -217,6 +244,17 @@ class Server:
             shutil.rmtree(self.var_dir, ignore_errors=True)
         else:
             print(f"kept {self.var_dir}")
+
+
+def process_memory(pid: int) -> dict[str, int]:
+    """A process's memory (/proc status, bytes): RSS, its peak, anonymous and file-backed part."""
+    fields = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anon", "RssFile": "file"}
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in fields:
+            values[fields[key]] = int(rest.split()[0]) * 1024
+    return values
 
 
 def newest_starter_checkpoint(env: dict[str, str]) -> Path | None:
@@ -289,7 +327,7 @@ async def guarded_turn(ws: Any, question: str, phase: Phase) -> Reply | None:
 
 
 async def run_phase(
-    port: int,
+    ports: int | list[int],
     sessions: int,
     messages: int,
     questions: list[str],
@@ -301,13 +339,22 @@ async def run_phase(
 
     After each round the bare model answers the same prompts as one batch (off the event loop,
     so the sockets stay alive): both sides are measured seconds apart, under the same load.
+    With several ``ports`` (web processes), the sessions take turns among them.
     """
     from websockets.asyncio.client import connect
 
-    url, origin = f"ws://127.0.0.1:{port}/ws/chat/", f"http://127.0.0.1:{port}"
+    ports = [ports] if isinstance(ports, int) else ports
     phase = Phase(sessions)
     sockets = await asyncio.gather(
-        *(connect(url, origin=origin, max_size=2**22, open_timeout=120) for _ in range(sessions))
+        *(
+            connect(
+                f"ws://127.0.0.1:{ports[s % len(ports)]}/ws/chat/",
+                origin=f"http://127.0.0.1:{ports[s % len(ports)]}",
+                max_size=2**22,
+                open_timeout=120,
+            )
+            for s in range(sessions)
+        )
     )
     try:
         for ws in sockets:
@@ -464,6 +511,37 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def summarize(phase: Phase, rows: dict[str, Any]) -> dict[str, Any]:
+    """One phase's replies against the database: latencies (ms), tokens, and the count check."""
+    replied = [r for r in phase.replies if r.bot_id is not None]
+    counts_ok = (
+        rows["user"] == phase.sent
+        and rows["finished"] == len(replied)
+        and rows["other"] == 0
+        and len(replied) + phase.busy + len(phase.errors) == phase.sent
+    )
+    return {
+        "replied": replied,
+        "tokens": sum(rows["tokens"].get(r.bot_id, 0) for r in replied),
+        "ttft": [(r.first_delta - r.sent) * 1000 for r in replied if r.first_delta],
+        # The server's own part of TTFT: from the engine's queue to the first token (with the
+        # openai backend, from sending the request to the first chunk).
+        "engine_ttft": [
+            rows["engine_ttft"][r.bot_id] for r in replied if r.bot_id in rows["engine_ttft"]
+        ],
+        "per_token": [
+            (r.end - r.first_delta) * 1000 / (rows["tokens"][r.bot_id] - 1)
+            for r in replied
+            if r.first_delta and rows["tokens"].get(r.bot_id, 0) > 1
+        ],
+        "counts_ok": counts_ok,
+        "counts": (
+            f"{'ok' if counts_ok else 'MISMATCH'} (sent {phase.sent}, stored {rows['user']}; "
+            f"replies {len(replied)}, stored {rows['finished']}, other {rows['other']})"
+        ),
+    }
+
+
 def measure(args: argparse.Namespace) -> int:
     import django
 
@@ -502,31 +580,14 @@ def measure(args: argparse.Namespace) -> int:
                 )
             )
             rows = read_phase_rows(server.database, phase.conversations)
-            replied = [r for r in phase.replies if r.bot_id is not None]
+            numbers = summarize(phase, rows)
+            ttft = numbers["ttft"]
+            engine_ttft, per_token = numbers["engine_ttft"], numbers["per_token"]
+            counts_ok, counts = numbers["counts_ok"], numbers["counts"]
             rate = phase.server_tokens / phase.server_seconds
             bare_rate = phase.bare_tokens / phase.bare_seconds if phase.bare_seconds else 0.0
-            ttft = [(r.first_delta - r.sent) * 1000 for r in replied if r.first_delta]
-            # The server's own part of TTFT: from the engine's queue to the first token.
-            engine_ttft = [
-                rows["engine_ttft"][r.bot_id] for r in replied if r.bot_id in rows["engine_ttft"]
-            ]
-            per_token = [
-                (r.end - r.first_delta) * 1000 / (rows["tokens"][r.bot_id] - 1)
-                for r in replied
-                if r.first_delta and rows["tokens"].get(r.bot_id, 0) > 1
-            ]
             bare_first = (
                 statistics.median(phase.bare_first_ms) if phase.bare_first_ms else float("nan")
-            )
-            counts_ok = (
-                rows["user"] == phase.sent
-                and rows["finished"] == len(replied)
-                and rows["other"] == 0
-                and len(replied) + phase.busy + len(phase.errors) == phase.sent
-            )
-            counts = (
-                f"{'ok' if counts_ok else 'MISMATCH'} (sent {phase.sent}, stored {rows['user']}; "
-                f"replies {len(replied)}, stored {rows['finished']}, other {rows['other']})"
             )
             print(
                 f"{n:>3} {rate:>8.0f} {bare_rate:>8.0f} {rate / max(bare_rate, 1e-9):>6.2f} "
@@ -627,8 +688,251 @@ def check_targets(
     return missed
 
 
+# --- the openai backend: web processes in front of one serve_model ---------------------
+
+IN_PROCESS, OPENAI, OPENAI_TWO = "in-process", "openai", "openai x2"
+MiB = 2**20
+
+
+@dataclass
+class Child:
+    """A Daphne or serve_model process of the run, its stderr in the run's VAR_DIR."""
+
+    name: str
+    port: int
+    process: subprocess.Popen
+    log: IO[str]
+
+
+def start_child(server: Server, name: str, port: int, **overrides: str) -> Child:
+    """A Daphne serving the site on ``port`` with ``overrides`` in its environment, or with
+    ``name`` "serve_model" the model server (`manage.py serve_model`); returns once listening."""
+    env = {**server.env, **overrides}
+    log_path = server.var_dir / f"{name.replace(' ', '-')}.log"
+    log = log_path.open("w")
+    if name == "serve_model":
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "serve_model", "--port", str(port)],
+            env={**env, "SERVE_MODEL_HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    else:
+        process = spawn_daphne(port, env, log)
+    child = Child(name, port, process, log)
+    wait_until_listening(process, port, log_path)
+    return child
+
+
+def loads_torch(pid: int) -> bool:
+    """Whether the process has torch's library mapped (imported torch at some point)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def django_floor_memory(env: dict[str, str]) -> int:
+    """RSS of a fresh process that only sets Django up and imports the ASGI application."""
+    script = (
+        "import django; django.setup()\n"
+        "import chatbot_site.asgi\n"
+        "for line in open('/proc/self/status'):\n"
+        "    if line.startswith('VmRSS'): print(line.split()[1])\n"
+    )
+    env = {**env, "DJANGO_SETTINGS_MODULE": "chatbot_site.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    return int(done.stdout.split()[-1]) * 1024
+
+
+@dataclass
+class Tally:
+    """One set-up at one N, over all its repeats."""
+
+    seconds: float = 0.0
+    tokens: int = 0
+    ttft: list[float] = field(default_factory=list)
+    engine_ttft: list[float] = field(default_factory=list)
+    per_token: list[float] = field(default_factory=list)
+    busy: int = 0
+    errors: list[str] = field(default_factory=list)
+    counts: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def add(self, phase: Phase, numbers: dict[str, Any]) -> None:
+        self.seconds += phase.server_seconds
+        self.tokens += numbers["tokens"]
+        self.ttft += numbers["ttft"]
+        self.engine_ttft += numbers["engine_ttft"]
+        self.per_token += numbers["per_token"]
+        self.busy += phase.busy
+        self.errors += phase.errors
+        if not numbers["counts_ok"]:
+            self.counts.append(numbers["counts"])
+
+
+def measure_backends(args: argparse.Namespace) -> int:
+    """The in-process server vs one and two openai web processes sharing one serve_model."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings")
+    django.setup()
+    from learning.starter.corpus import load_corpus
+
+    corpus = load_corpus()
+    questions = [q for intent in corpus.intents for q in intent.questions]
+    server = Server(args)
+    children: list[Child] = []
+    try:
+        server.prepare()
+        in_port, model_port, web_port, second_port = free_ports(4)
+        remote = {
+            "GENERATION_BACKEND": "openai",
+            "GENERATION_SERVER_URL": f"http://127.0.0.1:{model_port}/v1",
+        }
+        # The same ENGINE_* and GENERATION_* settings (server.env) for both engines.
+        model = start_child(server, "serve_model", model_port)
+        children.append(model)
+        children.append(start_child(server, IN_PROCESS, in_port, GENERATION_BACKEND="in_process"))
+        web = start_child(server, OPENAI, web_port, **remote)
+        children.append(web)
+        children.append(start_child(server, "openai second", second_port, **remote))
+        time.sleep(1)  # let start-up settle before the baseline
+        before_chat = process_memory(web.process.pid)
+        plans = {IN_PROCESS: [in_port], OPENAI: [web_port], OPENAI_TWO: [web_port, second_port]}
+        for port in (in_port, web_port, second_port):  # load the models, open the connections
+            asyncio.run(run_phase(port, 1, 2, ["hello"]))
+        print(
+            f"model {server.checkpoint}; ENGINE_MAX_QUEUE={args.max_queue}, "
+            f"ENGINE_MAX_BATCH={args.max_batch}, ENGINE_THREADS={args.threads} for both engines "
+            f"(in-process Daphne pid {children[1].process.pid}, serve_model pid "
+            f"{model.process.pid}); M={args.messages} messages a session, {args.repeats} "
+            f"repeats taking turns"
+        )
+        tallies = {(setup, n): Tally() for n in args.sessions for setup in plans}
+        for n in args.sessions:
+            for repeat in range(args.repeats):
+                order = list(plans)[repeat % 3 :] + list(plans)[: repeat % 3]
+                for setup in order:
+                    phase = asyncio.run(run_phase(plans[setup], n, args.messages, questions))
+                    rows = read_phase_rows(server.database, phase.conversations)
+                    tallies[setup, n].add(phase, summarize(phase, rows))
+        print_tallies(tallies)
+        after = process_memory(web.process.pid)
+        memory = {
+            "before": before_chat["rss"],
+            "after": after["rss"],
+            "peak": after["peak"],
+            "torch": loads_torch(web.process.pid),
+            "floor": django_floor_memory(server.env),
+            "in_process": process_memory(children[1].process.pid)["rss"],
+            "serve_model": process_memory(model.process.pid)["rss"],
+        }
+        verdicts = backend_targets(tallies, memory)
+    finally:
+        for child in reversed(children):
+            stop_process(child.process)
+            child.log.close()
+        server.stop()
+    failed = [name for name, ok in verdicts if not ok]
+    print("targets: all met" if not failed else f"targets missed: {', '.join(failed)}")
+    return 0 if not failed else 1
+
+
+def print_tallies(tallies: dict[tuple[str, int], Tally]) -> None:
+    print(
+        f"{'set-up':<10} {'N':>3} {'tok/s':>7} {'TTFT p50':>9} {'p95':>8} {'engine':>8} "
+        f"{'tok ms p50':>10} {'p95':>6} {'replies':>7} {'busy':>5} {'err':>4} counts"
+    )
+    for (setup, n), tally in tallies.items():
+        print(
+            f"{setup:<10} {n:>3} {tally.rate:>7.0f} {percentile(tally.ttft, 0.5):>7.1f}ms "
+            f"{percentile(tally.ttft, 0.95):>6.1f}ms {percentile(tally.engine_ttft, 0.5):>6.1f}ms "
+            f"{percentile(tally.per_token, 0.5):>10.2f} {percentile(tally.per_token, 0.95):>6.2f} "
+            f"{len(tally.ttft):>7} {tally.busy:>5} {len(tally.errors):>4} "
+            f"{'ok' if not tally.counts else 'MISMATCH ' + '; '.join(tally.counts)}"
+        )
+        for error in tally.errors[:3]:
+            print(f"    error: {error}")
+    print(
+        "  (engine: the server's part of TTFT as stored with each reply; in-process from the "
+        "engine's queue to the first token, openai from sending the request to the first chunk)"
+    )
+
+
+def backend_targets(
+    tallies: dict[tuple[str, int], Tally], memory: dict[str, Any]
+) -> list[tuple[str, bool]]:
+    """Print each of issue 13's targets with PASS/FAIL; (name, met) for each."""
+    verdicts: list[tuple[str, bool]] = []
+
+    def verdict(name: str, met: bool, line: str) -> None:
+        verdicts.append((name, met))
+        print(f"{'PASS' if met else 'FAIL'}  {line}")
+
+    grown = memory["after"] - memory["before"]
+    verdict(
+        "memory",
+        grown <= 150 * MiB and not memory["torch"],
+        f"openai web process RSS {memory['after'] / MiB:.0f} MiB after serving (peak "
+        f"{memory['peak'] / MiB:.0f}) - the same Daphne before its first chat (bare Django, "
+        f"Daphne and the app) {memory['before'] / MiB:.0f} MiB = {grown / MiB:+.0f} MiB "
+        f"(target <= 150); torch {'LOADED' if memory['torch'] else 'never loaded'}",
+    )
+    print(
+        f"      for comparison: a process that only sets Django up and imports the ASGI app "
+        f"{memory['floor'] / MiB:.0f} MiB (the openai web process is "
+        f"{(memory['after'] - memory['floor']) / MiB:+.0f} MiB above it); the in-process Daphne "
+        f"{memory['in_process'] / MiB:.0f} MiB; serve_model {memory['serve_model'] / MiB:.0f} MiB"
+    )
+    errors = sum(len(t.errors) + len(t.counts) + t.busy for t in tallies.values())
+    verdict("no losses", errors == 0, f"errors, busy answers and count mismatches: {errors}")
+    sessions = sorted({n for _, n in tallies})
+    if 32 in sessions:
+        inside, remote = tallies[IN_PROCESS, 32].rate, tallies[OPENAI, 32].rate
+        ratio = remote / inside if inside else 0.0
+        verdict(
+            "throughput",
+            ratio >= 0.9,
+            f"N=32 tokens/s through serve_model {remote:.0f} / in-process {inside:.0f} = "
+            f"{ratio:.2f}x (target >= 0.9x)",
+        )
+        two = tallies[OPENAI_TWO, 32].rate
+        ratio = two / remote if remote else 0.0
+        verdict(
+            "two web processes",
+            ratio >= 1.0,
+            f"N=32 tokens/s with two web processes on one serve_model {two:.0f} / one {remote:.0f}"
+            f" = {ratio:.2f}x (target >= 1.0x)",
+        )
+    low = min(sessions)
+    added = percentile(tallies[OPENAI, low].ttft, 0.5) - percentile(
+        tallies[IN_PROCESS, low].ttft, 0.5
+    )
+    verdict(
+        "first token",
+        added <= 3.0,
+        f"N={low} TTFT p50 through serve_model {percentile(tallies[OPENAI, low].ttft, 0.5):.1f} ms"
+        f" - in-process {percentile(tallies[IN_PROCESS, low].ttft, 0.5):.1f} ms = {added:+.1f} ms "
+        f"(target <= 3 ms: the hop's own cost, measured without a queue)",
+    )
+    for n in sessions:
+        if n != low:
+            loaded = percentile(tallies[OPENAI, n].ttft, 0.5)
+            base = percentile(tallies[IN_PROCESS, n].ttft, 0.5)
+            print(
+                f"      at N={n}: {loaded:.1f} - {base:.1f} = {loaded - base:+.1f} ms (queueing "
+                f"behind the batch dominates there)"
+            )
+    return verdicts
+
+
 def main(argv: list[str] | None = None) -> int:
-    return measure(parse_args(argv))
+    args = parse_args(argv)
+    return measure_backends(args) if args.backend == "openai" else measure(args)
 
 
 if __name__ == "__main__":
