@@ -127,6 +127,22 @@ def find_version(name: str) -> ActiveVersion | None:
     return ActiveVersion(id=row.pk, name=row.name, checkpoint_path=row.checkpoint_path)
 
 
+# Versions found by name. A version's name, id and checkpoint never change (checkpoints are
+# immutable, names unique), so each is read once: the lookup's hop to a database thread was
+# about a millisecond of every reply's first token. Unknown names are not cached: a version
+# registered a moment ago must be found.
+_versions: dict[str, ActiveVersion] = {}
+
+
+async def version_named(name: str) -> ActiveVersion | None:
+    version = _versions.get(name)
+    if version is None:
+        version = await database_sync_to_async(find_version)(name)
+        if version is not None:
+            _versions[name] = version
+    return version
+
+
 def json_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
@@ -174,7 +190,7 @@ async def chat_completions(body: dict[str, Any], receive: Receive, send: Send) -
         raise HttpError(400, "`model` must name a model version.", "invalid_request_error")
     turns = parse_turns(body.get("messages"))
     max_tokens = parse_max_tokens(body)
-    version = await database_sync_to_async(find_version)(name)
+    version = await version_named(name)
     if version is None:
         raise HttpError(
             404, f"The model `{name}` does not exist.", "not_found_error", "model_not_found"
