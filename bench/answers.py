@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     models = [_label_and_path(parser, item) for item in args.checkpoint]
 
     throwaway_site(
-        args.workdir, "bench-answers-", CHAT_MESSAGES_PER_MINUTE="100000", ENGINE_POLL_SECONDS="0"
+        args.workdir,
+        "bench-answers-",
+        CHAT_MESSAGES_PER_MINUTE="100000",
+        GENERATION_POLL_SECONDS="0",
     )
     if args.min_score is not None:
         os.environ["KNOWLEDGE_MIN_SCORE"] = str(args.min_score)

@@ -101,10 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-queue",
         type=int,
         default=48,
-        help="ENGINE_MAX_QUEUE of the server (below the largest N to see busy answers)",
+        help="GENERATION_ENGINE_MAX_QUEUE of the server (below the largest N to see busy answers)",
     )
-    parser.add_argument("--max-batch", type=int, default=32, help="ENGINE_MAX_BATCH")
-    parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="ENGINE_BATCH_WAIT_MS")
+    parser.add_argument("--max-batch", type=int, default=32, help="GENERATION_ENGINE_MAX_BATCH")
+    parser.add_argument(
+        "--batch-wait-ms", type=float, default=0.0, help="GENERATION_ENGINE_BATCH_WAIT_MS"
+    )
     parser.add_argument(
         "--max-new-tokens", type=int, default=96, help="GENERATION_MAX_NEW_TOKENS (both sides)"
     )
@@ -112,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=1,
-        help="torch threads of the server's engine (ENGINE_THREADS) and of the bare model",
+        help="torch threads of the server's engine (GENERATION_ENGINE_THREADS) and the bare model",
     )
     parser.add_argument("--port", type=int, default=18100, help="port for Daphne on 127.0.0.1")
     parser.add_argument("--keep", action="store_true", help="keep the temporary VAR_DIR")
@@ -157,10 +159,10 @@ class Server:
             # Keep each thread's database connection: reconnecting per query halves the rate
             # at which the consumer's one database thread stores messages (13 vs 7 ms a post).
             DATABASE_CONN_MAX_AGE=os.environ.get("DATABASE_CONN_MAX_AGE", "60"),
-            ENGINE_MAX_QUEUE=str(args.max_queue),
-            ENGINE_MAX_BATCH=str(args.max_batch),
-            ENGINE_BATCH_WAIT_MS=str(args.batch_wait_ms),
-            ENGINE_THREADS=str(args.threads),
+            GENERATION_ENGINE_MAX_QUEUE=str(args.max_queue),
+            GENERATION_ENGINE_MAX_BATCH=str(args.max_batch),
+            GENERATION_ENGINE_BATCH_WAIT_MS=str(args.batch_wait_ms),
+            GENERATION_ENGINE_THREADS=str(args.threads),
             GENERATION_MAX_NEW_TOKENS=str(args.max_new_tokens),
             KNOWLEDGE_POLL_SECONDS="1",
             PYTHONPATH=str(ROOT),
@@ -560,9 +562,9 @@ def measure(args: argparse.Namespace) -> int:
         weights = sum(f.stat().st_size for f in server.checkpoint.glob("*.safetensors"))
         print(
             f"model {server.checkpoint} ({weights / 2**20:.1f} MiB of weights); server pid "
-            f"{server.process.pid}, ENGINE_MAX_QUEUE={args.max_queue}, "
-            f"ENGINE_MAX_BATCH={args.max_batch}, ENGINE_THREADS={args.threads}, "
-            f"M={args.messages} messages a session"
+            f"{server.process.pid}, GENERATION_ENGINE_MAX_QUEUE={args.max_queue}, "
+            f"GENERATION_ENGINE_MAX_BATCH={args.max_batch}, "
+            f"GENERATION_ENGINE_THREADS={args.threads}, M={args.messages} messages a session"
         )
         asyncio.run(run_phase(args.port, 1, 2, ["hello"]))  # loads the model in the server
         bare.generate([bare.prompt([{"role": "user", "content": "hello"}])], 4)
@@ -713,7 +715,7 @@ def start_child(server: Server, name: str, port: int, **overrides: str) -> Child
     if name == "serve_model":
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "serve_model", "--port", str(port)],
-            env={**env, "SERVE_MODEL_HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"},
+            env={**env, "GENERATION_SERVE_HOST": "127.0.0.1", "LOG_LEVEL": "WARNING"},
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -806,8 +808,9 @@ def measure_backends(args: argparse.Namespace) -> int:
         for port in (in_port, web_port, second_port):  # load the models, open the connections
             asyncio.run(run_phase(port, 1, 2, ["hello"]))
         print(
-            f"model {server.checkpoint}; ENGINE_MAX_QUEUE={args.max_queue}, "
-            f"ENGINE_MAX_BATCH={args.max_batch}, ENGINE_THREADS={args.threads} for both engines "
+            f"model {server.checkpoint}; GENERATION_ENGINE_MAX_QUEUE={args.max_queue}, "
+            f"GENERATION_ENGINE_MAX_BATCH={args.max_batch}, "
+            f"GENERATION_ENGINE_THREADS={args.threads} for both engines "
             f"(in-process Daphne pid {children[1].process.pid}, serve_model pid "
             f"{model.process.pid}); M={args.messages} messages a session, {args.repeats} "
             f"repeats taking turns"

@@ -2,11 +2,16 @@
 
 Every setting reads one variable with a default. A typo in a boolean or a number
 must stop the process at start-up with a clear message, not misbehave later.
+
+A variable that was renamed (so that each area of the settings has one prefix) is still read
+under its old name, ``old=``, with a warning that names the new one: an upgrade does not
+silently drop an operator's configuration.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -14,12 +19,26 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def envstr(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def _raw(name: str, old: str | None) -> str | None:
+    """The variable's value: under ``name``, else under its ``old`` name (with a warning)."""
+    value = os.environ.get(name)
+    if value is None and old is not None and old in os.environ:
+        warnings.warn(
+            f"{old} is deprecated: set {name} instead (the old name is read until it is removed)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return os.environ[old]
+    return value
 
 
-def envbool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
+def envstr(name: str, default: str, *, old: str | None = None) -> str:
+    raw = _raw(name, old)
+    return default if raw is None else raw
+
+
+def envbool(name: str, default: bool, *, old: str | None = None) -> bool:
+    raw = _raw(name, old)
     if raw is None:
         return default
     value = raw.strip().lower()
@@ -30,41 +49,67 @@ def envbool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name} must be one of true/false/1/0/yes/no, got {raw!r}")
 
 
-def envint(name: str, default: int, *, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
+def envint(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    old: str | None = None,
+) -> int:
+    raw = _raw(name, old)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    _check_bounds(name, value, minimum, maximum)
     return value
 
 
-def envfloat(name: str, default: float, *, minimum: float | None = None) -> float:
-    raw = os.environ.get(name)
+def envfloat(
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    old: str | None = None,
+) -> float:
+    raw = _raw(name, old)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = float(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if value != value:  # NaN passes every comparison
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}")
+    _check_bounds(name, value, minimum, maximum)
     return value
 
 
-def envlist(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
+def _check_bounds(
+    name: str, value: float, minimum: float | None, maximum: float | None
+) -> None:
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
+
+
+def envlist(name: str, default: list[str], *, old: str | None = None) -> list[str]:
+    raw = _raw(name, old)
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = os.environ.get(name, default).strip()
+def envchoice(
+    name: str, default: str, choices: tuple[str, ...], *, old: str | None = None
+) -> str:
+    raw = _raw(name, old)
+    value = (default if raw is None else raw).strip()
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value

@@ -1,8 +1,9 @@
-"""Settings, read from environment variables only (see .env.example).
+"""Settings, read from environment variables only (docs/configuration.md, .env.example).
 
-With no configuration at all the app runs on embedded defaults: SQLite and a
-server-less Celery broker under var/, an in-memory channel layer, and the
-starter model under var/checkpoints/.
+With no configuration at all the app runs on embedded defaults: SQLite and a server-less
+Celery broker under var/, an in-memory channel layer, the demo shop's knowledge base, and
+SmolLM2-135M-Instruct tuned on it under var/checkpoints/. Each area reads variables of one
+prefix (BUSINESS_, CHAT_, HANDOFF_, KNOWLEDGE_, GENERATION_, LEARNING_), besides Django's own.
 """
 
 from __future__ import annotations
@@ -145,32 +146,88 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
 }
 
-# --- Chat limits (websocket) --------------------------------------------------
+# --- The first admin account (`manage.py ensure_admin`, run by bin/start) -------------
+# Without a password one is generated and printed once.
+ADMIN_USERNAME = envstr("ADMIN_USERNAME", "admin")
+ADMIN_EMAIL = envstr("ADMIN_EMAIL", "")
+ADMIN_PASSWORD = envstr("ADMIN_PASSWORD", "")
+
+# --- Business profile (knowledge/profile.py) -------------------------------------
+# Who the bot speaks for: named in every grounded prompt, in declines and in the handoff texts.
+# The defaults are the demo shop's (knowledge/demo/); set your own.
+BUSINESS_NAME = envstr("BUSINESS_NAME", "Northwind Outfitters")
+# How customers reach a person: named in declines (and when no agent is on duty).
+BUSINESS_CONTACT = envstr(
+    "BUSINESS_CONTACT",
+    "support@northwind-outfitters.example or +49 40 555 0199, Mon-Fri 8:00-18:00",
+    old="SUPPORT_CONTACT",
+)
+# Shown to a customer waiting for a person when no agent has the inbox open.
+BUSINESS_HOURS = envstr(
+    "BUSINESS_HOURS", "Mon-Fri 8:00-18:00 (Hamburg time)", old="SUPPORT_HOURS"
+)
+
+# --- Chat (websocket limits, prompt history) ----------------------------------------
 CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1)
 CHAT_MAX_FRAME_BYTES = envint("CHAT_MAX_FRAME_BYTES", 16384, minimum=256)
 CHAT_MAX_COMMENT_CHARS = envint("CHAT_MAX_COMMENT_CHARS", 2000, minimum=1)
 CHAT_MESSAGES_PER_MINUTE = envint("CHAT_MESSAGES_PER_MINUTE", 20, minimum=1)
 CHAT_FEEDBACK_PER_MINUTE = envint("CHAT_FEEDBACK_PER_MINUTE", 60, minimum=1)
 CHAT_MAX_CONVERSATION_MESSAGES = envint("CHAT_MAX_CONVERSATION_MESSAGES", 200, minimum=2)
-
-# --- Generation engine --------------------------------------------------------
-# smollm2 (the pretrained default), starter (trained from scratch), or a hub id / local path.
-CHATBOT_BASE_MODEL = envstr("CHATBOT_BASE_MODEL", "smollm2")
-GENERATION_MAX_NEW_TOKENS = envint("GENERATION_MAX_NEW_TOKENS", 96, minimum=1)
-GENERATION_MAX_CONTEXT_TOKENS = envint("GENERATION_MAX_CONTEXT_TOKENS", 384, minimum=16)
 # Earlier turns a grounded prompt keeps before the customer's last message (0: none). SmolLM2-135M
 # tuned on single questions copies its earlier replies' wording when shown them.
-GROUNDED_HISTORY_TURNS = envint("GROUNDED_HISTORY_TURNS", 0, minimum=0)
+CHAT_HISTORY_TURNS = envint("CHAT_HISTORY_TURNS", 0, minimum=0, old="GROUNDED_HISTORY_TURNS")
+
+# --- Handoff to a person (docs/handoff.md) -------------------------------------------
+# On: a customer who asks for a person, or whom the bot declined twice in a row, waits for an
+# agent in the staff inbox (/inbox/) and the bot stays silent. Off: the bot's decline only
+# names BUSINESS_CONTACT.
+HANDOFF_ENABLED = envbool("HANDOFF_ENABLED", True)
+HANDOFF_AFTER_DECLINES = envint("HANDOFF_AFTER_DECLINES", 2, minimum=1)
+# An agent counts as on duty while their inbox page pinged within this many seconds.
+HANDOFF_AGENT_PRESENCE_SECONDS = envint(
+    "HANDOFF_AGENT_PRESENCE_SECONDS", 90, minimum=5, old="AGENT_PRESENCE_SECONDS"
+)
+
+# --- Knowledge base and retrieval (docs/knowledge-base.md) --------------------------
+# "" = all-MiniLM-L6-v2 from its wheel; else a local directory with a sentence encoder.
+KNOWLEDGE_ENCODER = envstr("KNOWLEDGE_ENCODER", "")
+# One article: SmolLM2-135M answers right more often from the best article alone than when it
+# must choose among three (bench/answers.py: 81.6% against 64.8% of held-out paraphrases).
+KNOWLEDGE_TOP_K = envint("KNOWLEDGE_TOP_K", 1, minimum=1)
+# Articles rank by a soft maximum over their vectors' cosines (log-sum-exp at this temperature):
+# several close example questions outrank one slightly closer; 0 ranks by the nearest vector
+# alone. The score shown and compared with KNOWLEDGE_MIN_SCORE stays the nearest vector's.
+KNOWLEDGE_RANK_TEMPERATURE = envfloat("KNOWLEDGE_RANK_TEMPERATURE", 0.1, minimum=0.0)
+# Below this cosine similarity of the best article the bot declines instead of guessing
+# (calibrated for MiniLM with example questions: bench/knowledge.py --quality).
+KNOWLEDGE_MIN_SCORE = envfloat("KNOWLEDGE_MIN_SCORE", 0.575, minimum=-1.0, maximum=1.0)
+KNOWLEDGE_POLL_SECONDS = envfloat("KNOWLEDGE_POLL_SECONDS", 5.0, minimum=0.0)
+
+# --- Generation: the engine and the backend (docs/serving.md) -------------------------
+GENERATION_MAX_NEW_TOKENS = envint("GENERATION_MAX_NEW_TOKENS", 96, minimum=1)
+GENERATION_MAX_CONTEXT_TOKENS = envint("GENERATION_MAX_CONTEXT_TOKENS", 384, minimum=16)
 GENERATION_TEMPERATURE = envfloat("GENERATION_TEMPERATURE", 0.0, minimum=0.0)
 GENERATION_SEED = envint("GENERATION_SEED", 0)
-ENGINE_POLL_SECONDS = envfloat("ENGINE_POLL_SECONDS", 2.0, minimum=0.0)
-ENGINE_DEVICE = envchoice("ENGINE_DEVICE", "auto", ("auto", "cpu", "cuda"))
-ENGINE_THREADS = envint("ENGINE_THREADS", 1, minimum=0)
-ENGINE_MAX_BATCH = envint("ENGINE_MAX_BATCH", 32, minimum=1)
-ENGINE_BATCH_WAIT_MS = envfloat("ENGINE_BATCH_WAIT_MS", 0.0, minimum=0.0)
-ENGINE_MAX_QUEUE = envint("ENGINE_MAX_QUEUE", 256, minimum=1)
-
-# --- Generation backend (README: "Serving through an inference server") ----------
+# How often a web process looks up the active version (promotions reach it within this time).
+GENERATION_POLL_SECONDS = envfloat(
+    "GENERATION_POLL_SECONDS", 2.0, minimum=0.0, old="ENGINE_POLL_SECONDS"
+)
+GENERATION_ENGINE_DEVICE = envchoice(
+    "GENERATION_ENGINE_DEVICE", "auto", ("auto", "cpu", "cuda"), old="ENGINE_DEVICE"
+)
+GENERATION_ENGINE_THREADS = envint(
+    "GENERATION_ENGINE_THREADS", 1, minimum=0, old="ENGINE_THREADS"
+)
+GENERATION_ENGINE_MAX_BATCH = envint(
+    "GENERATION_ENGINE_MAX_BATCH", 32, minimum=1, old="ENGINE_MAX_BATCH"
+)
+GENERATION_ENGINE_BATCH_WAIT_MS = envfloat(
+    "GENERATION_ENGINE_BATCH_WAIT_MS", 0.0, minimum=0.0, old="ENGINE_BATCH_WAIT_MS"
+)
+GENERATION_ENGINE_MAX_QUEUE = envint(
+    "GENERATION_ENGINE_MAX_QUEUE", 256, minimum=1, old="ENGINE_MAX_QUEUE"
+)
 # in_process: each web process runs the engine itself. openai: replies stream from an
 # OpenAI-compatible server (`manage.py serve_model`, or vLLM) at GENERATION_SERVER_URL.
 GENERATION_BACKEND = envchoice("GENERATION_BACKEND", "in_process", ("in_process", "openai"))
@@ -184,44 +241,19 @@ GENERATION_SERVER_READ_TIMEOUT = envfloat("GENERATION_SERVER_READ_TIMEOUT", 30.0
 GENERATION_SERVER_LORA_RUNTIME = envbool("GENERATION_SERVER_LORA_RUNTIME", False)
 GENERATION_SERVER_UNLOAD_DELAY = envfloat("GENERATION_SERVER_UNLOAD_DELAY", 120.0, minimum=0.0)
 # Where `manage.py serve_model` listens (the Procfile's `model` process).
-SERVE_MODEL_HOST = envstr("SERVE_MODEL_HOST", "127.0.0.1")
-SERVE_MODEL_PORT = envint("SERVE_MODEL_PORT", 8001, minimum=1)
-
-# --- Knowledge base and grounded answers (README: "The knowledge base") ------------
-# "" = all-MiniLM-L6-v2 from its wheel; else a local directory with a sentence encoder.
-KNOWLEDGE_ENCODER = envstr("KNOWLEDGE_ENCODER", "")
-# One article: SmolLM2-135M answers right more often from the best article alone than when it
-# must choose among three (bench/answers.py: 81.6% against 64.8% of held-out paraphrases).
-KNOWLEDGE_TOP_K = envint("KNOWLEDGE_TOP_K", 1, minimum=1)
-# Articles rank by a soft maximum over their vectors' cosines (log-sum-exp at this temperature):
-# several close example questions outrank one slightly closer; 0 ranks by the nearest vector
-# alone. The score shown and compared with KNOWLEDGE_MIN_SCORE stays the nearest vector's.
-KNOWLEDGE_RANK_TEMPERATURE = envfloat("KNOWLEDGE_RANK_TEMPERATURE", 0.1, minimum=0.0)
-# Below this cosine similarity of the best article the bot declines instead of guessing
-# (calibrated for MiniLM with example questions: bench/knowledge.py --quality).
-KNOWLEDGE_MIN_SCORE = envfloat("KNOWLEDGE_MIN_SCORE", 0.575)
-KNOWLEDGE_POLL_SECONDS = envfloat("KNOWLEDGE_POLL_SECONDS", 5.0, minimum=0.0)
-SUPPORT_CONTACT = envstr(
-    "SUPPORT_CONTACT",
-    "support@northwind-outfitters.example or +49 40 555 0199, Mon-Fri 8:00-18:00",
+GENERATION_SERVE_HOST = envstr("GENERATION_SERVE_HOST", "127.0.0.1", old="SERVE_MODEL_HOST")
+GENERATION_SERVE_PORT = envint(
+    "GENERATION_SERVE_PORT", 8001, minimum=1, maximum=65535, old="SERVE_MODEL_PORT"
 )
-
-# --- Handoff to a person (README: "Handing a conversation to a person") ----------------
-# On: a customer who asks for a person, or whom the bot declined twice in a row, waits for an
-# agent in the staff inbox (/inbox/) and the bot stays silent. Off: the bot's decline only
-# names SUPPORT_CONTACT.
-HANDOFF_ENABLED = envbool("HANDOFF_ENABLED", True)
-HANDOFF_AFTER_DECLINES = envint("HANDOFF_AFTER_DECLINES", 2, minimum=1)
-# Shown to a waiting customer when no agent has the inbox open.
-SUPPORT_HOURS = envstr("SUPPORT_HOURS", "Mon-Fri 8:00-18:00 (Hamburg time)")
-# An agent counts as on duty while their inbox page pinged within this many seconds.
-AGENT_PRESENCE_SECONDS = envint("AGENT_PRESENCE_SECONDS", 90, minimum=5)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a live Daphne server in tests shares the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-chatbot.sqlite3")}
 
-# --- Learning loop (see README "How the bot learns") -----------------------------
+# --- Learning loop (docs/learning.md) --------------------------------------------
+# The base the deployment starts from: smollm2 (the pretrained default, tuned on the knowledge
+# base on a first start), starter (trained from scratch), or a hub id / local path.
+LEARNING_BASE_MODEL = envstr("LEARNING_BASE_MODEL", "smollm2", old="CHATBOT_BASE_MODEL")
 # α: the step size of the task step and of the pull toward θ₀ (5e-5 suits the default base,
 # SmolLM2-135M; the from-scratch starter model learns with 1e-3 and 6 epochs: README).
 LEARNING_RATE = envfloat("LEARNING_RATE", 5e-5, minimum=0.0)
@@ -242,9 +274,11 @@ LEARNING_EPOCHS = envint("LEARNING_EPOCHS", 2, minimum=1)
 LEARNING_MAX_STEPS = envint("LEARNING_MAX_STEPS", 0, minimum=0)
 LEARNING_BATCH_SIZE = envint("LEARNING_BATCH_SIZE", 8, minimum=1)
 # Share of each batch taken from retention data of the base corpus (0 = no replay).
-LEARNING_REPLAY_SHARE = envfloat("LEARNING_REPLAY_SHARE", 0.5, minimum=0.0)
+LEARNING_REPLAY_SHARE = envfloat("LEARNING_REPLAY_SHARE", 0.5, minimum=0.0, maximum=1.0)
 # Share of θ₀ averaged into the weights after training (0: off).
-LEARNING_AVERAGE_WITH_ANCHOR = envfloat("LEARNING_AVERAGE_WITH_ANCHOR", 0.0, minimum=0.0)
+LEARNING_AVERAGE_WITH_ANCHOR = envfloat(
+    "LEARNING_AVERAGE_WITH_ANCHOR", 0.0, minimum=0.0, maximum=1.0
+)
 # EWC: the anchor's Fisher is estimated on at most this many replay examples (one backward pass
 # each; an evenly spaced sample of them), once per anchor.
 LEARNING_FISHER_MAX_EXAMPLES = envint("LEARNING_FISHER_MAX_EXAMPLES", 128, minimum=1)
@@ -264,7 +298,7 @@ LEARNING_AUTOCAST = envchoice("LEARNING_AUTOCAST", "auto", ("auto", "bf16", "off
 LEARNING_REQUIRE_APPROVAL = envbool("LEARNING_REQUIRE_APPROVAL", False)
 # Most examples one browser session or user contributes to one run.
 LEARNING_PER_OWNER_CAP = envint("LEARNING_PER_OWNER_CAP", 20, minimum=1)
-LEARNING_HELDOUT_SHARE = envfloat("LEARNING_HELDOUT_SHARE", 0.2, minimum=0.0)
+LEARNING_HELDOUT_SHARE = envfloat("LEARNING_HELDOUT_SHARE", 0.2, minimum=0.0, maximum=1.0)
 # The periodic check queues a run when at least this much usable feedback is new.
 LEARNING_MIN_NEW_FEEDBACK = envint("LEARNING_MIN_NEW_FEEDBACK", 20, minimum=1)
 # Gate: retention perplexity may rise by at most this share over the parent's.

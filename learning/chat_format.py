@@ -52,7 +52,7 @@ def grounded_turns(
     """``turns`` after a system turn that asks the model to answer from ``articles`` (best
     first, numbered, each its title and text); with no articles, ``turns`` as they are.
 
-    A grounded prompt keeps the ``history`` (GROUNDED_HISTORY_TURNS) turns before the last
+    A grounded prompt keeps the ``history`` (CHAT_HISTORY_TURNS) turns before the last
     one: the articles were retrieved for the last message alone, and a small model shown
     earlier answers copies their wording instead of the article's."""
     copied = [dict(turn) for turn in turns]
@@ -61,7 +61,7 @@ def grounded_turns(
     if history is None:
         from django.conf import settings
 
-        history = settings.GROUNDED_HISTORY_TURNS
+        history = settings.CHAT_HISTORY_TURNS
     copied = copied[-(history + 1) :]
     shown = "\n\n".join(
         f"{number}. {article['title']}\n{article['text']}"

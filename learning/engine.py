@@ -307,7 +307,7 @@ class GenerationEngine:
 
     @classmethod
     def from_settings(cls) -> GenerationEngine:
-        device = pick_device(settings.ENGINE_DEVICE).type
+        device = pick_device(settings.GENERATION_ENGINE_DEVICE).type
         return cls(
             GenerationOptions(
                 max_new_tokens=settings.GENERATION_MAX_NEW_TOKENS,
@@ -315,10 +315,10 @@ class GenerationEngine:
                 temperature=settings.GENERATION_TEMPERATURE,
                 seed=settings.GENERATION_SEED,
                 device=device,
-                threads=settings.ENGINE_THREADS,
-                max_batch=settings.ENGINE_MAX_BATCH,
-                batch_wait_ms=settings.ENGINE_BATCH_WAIT_MS,
-                max_queue=settings.ENGINE_MAX_QUEUE,
+                threads=settings.GENERATION_ENGINE_THREADS,
+                max_batch=settings.GENERATION_ENGINE_MAX_BATCH,
+                batch_wait_ms=settings.GENERATION_ENGINE_BATCH_WAIT_MS,
+                max_queue=settings.GENERATION_ENGINE_MAX_QUEUE,
             )
         )
 
@@ -342,7 +342,8 @@ class GenerationEngine:
         """Queue the reply to ``turns`` (ending with the user's message) by ``version``.
 
         Call it on the event loop that iterates the stream. Raises EngineBusy at once when
-        ENGINE_MAX_QUEUE requests are already queued or running; nothing accepted is dropped.
+        GENERATION_ENGINE_MAX_QUEUE requests are already queued or running; nothing accepted is
+        dropped.
         ``max_new_tokens`` lowers the engine's token limit for this reply only.
         """
         request = _Request(

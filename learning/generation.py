@@ -12,8 +12,8 @@ from typing import Literal, Protocol
 
 
 class EngineBusy(Exception):
-    """The engine has ENGINE_MAX_QUEUE replies queued or running, or the generation server
-    refused the request (HTTP 429/503): a new reply is refused at once."""
+    """The engine has GENERATION_ENGINE_MAX_QUEUE replies queued or running, or the generation
+    server refused the request (HTTP 429/503): a new reply is refused at once."""
 
 
 @dataclass(frozen=True)

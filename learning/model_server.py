@@ -14,8 +14,8 @@ batches instead of each loading the model. Two endpoints, as OpenAI and vLLM spe
 
 Refusals are OpenAI-style error objects: 401 (GENERATION_SERVER_API_KEY set and not sent as a
 bearer token), 404 (unknown path or model), 400 (a bad body), 429 (the engine's queue,
-ENGINE_MAX_QUEUE, is full). A client that disconnects mid-reply cancels its sequence in the
-engine (it leaves the batch at the next step); each request's ending is logged as one line.
+GENERATION_ENGINE_MAX_QUEUE, is full). A client that disconnects mid-reply cancels its sequence in
+the engine (it leaves the batch at the next step); each request's ending is logged as one line.
 
 Only generation happens here: retrieval and the prompt's grounding stay in the web tier, which
 sends the finished turns. The engine is always the in-process one, whatever

@@ -8,7 +8,7 @@ name the server already has), from its checkpoint directory (peft's adapter_conf
 adapter_model.safetensors), which the server must see at the same path.
 
 Ordering: the adapter is loaded *before* the activation commits. Web processes name the active
-version in their requests at most ENGINE_POLL_SECONDS after the commit, and the server answers
+version in their requests at most GENERATION_POLL_SECONDS after the commit, and the server answers
 404 for a name it has not loaded, so loading after the commit (on_commit, a Celery task) would
 make every promotion a window of failed replies as long as the poll interval plus the queue's
 delay. ``activate_version`` therefore calls ``switch_served_adapter`` inside its transaction,

@@ -37,7 +37,7 @@ _engine_lock = threading.Lock()
 
 
 async def get_active_version() -> ActiveVersion | None:
-    """The active version, read from the database at most every ENGINE_POLL_SECONDS.
+    """The active version, read from the database at most every GENERATION_POLL_SECONDS.
 
     Every web process polls, so a version promoted by a worker reaches all of them within the
     poll interval; activations in this process take effect at once (``forget_active_version``).
@@ -45,7 +45,7 @@ async def get_active_version() -> ActiveVersion | None:
     global _cached
     cached = _cached
     now = time.monotonic()
-    if cached is not None and now - cached.at < settings.ENGINE_POLL_SECONDS:
+    if cached is not None and now - cached.at < settings.GENERATION_POLL_SECONDS:
         return cached.version
     version = await database_sync_to_async(_read_active_version)()
     _cached = _CachedLookup(version, time.monotonic())

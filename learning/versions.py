@@ -65,7 +65,7 @@ def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -
         locked.activated_by = by
         locked.activation_note = adapters.annotate(note)
         locked.save(update_fields=["status", "activated_at", "activated_by", "activation_note"])
-        # Other processes see the change within ENGINE_POLL_SECONDS; this one at once.
+        # Other processes see the change within GENERATION_POLL_SECONDS; this one at once.
         transaction.on_commit(forget_active_version)
         transaction.on_commit(adapters.after_commit)
     version.refresh_from_db()

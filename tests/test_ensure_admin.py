@@ -5,9 +5,9 @@ from django.core.management import call_command
 pytestmark = pytest.mark.django_db
 
 
-def test_it_creates_an_admin_once_with_a_printed_password(capsys, monkeypatch):
-    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
-    monkeypatch.delenv("ADMIN_USERNAME", raising=False)
+def test_it_creates_an_admin_once_with_a_printed_password(capsys, settings):
+    settings.ADMIN_PASSWORD = ""
+    settings.ADMIN_USERNAME = "admin"
     call_command("ensure_admin")
     out = capsys.readouterr().out
     password = out.split("password: ")[1].split()[0]
@@ -19,9 +19,9 @@ def test_it_creates_an_admin_once_with_a_printed_password(capsys, monkeypatch):
     assert get_user_model().objects.count() == 1
 
 
-def test_it_takes_credentials_from_the_environment(capsys, monkeypatch):
-    monkeypatch.setenv("ADMIN_USERNAME", "boss")
-    monkeypatch.setenv("ADMIN_PASSWORD", "s3cret-Pass!")
+def test_it_takes_credentials_from_the_settings(capsys, settings):
+    settings.ADMIN_USERNAME = "boss"
+    settings.ADMIN_PASSWORD = "s3cret-Pass!"
     call_command("ensure_admin")
     out = capsys.readouterr().out
     assert "s3cret-Pass!" not in out

@@ -59,3 +59,31 @@ def test_it_refuses_a_value_outside_the_choices(monkeypatch):
     monkeypatch.setenv("X_KIND", "l3sp")
     with pytest.raises(ImproperlyConfigured, match="X_KIND must be one of l2sp, ewc"):
         envchoice("X_KIND", "l2sp", ("l2sp", "ewc"))
+
+
+def test_it_refuses_a_share_above_its_maximum(monkeypatch):
+    monkeypatch.setenv("X_SHARE", "1.5")
+    with pytest.raises(ImproperlyConfigured, match=r"X_SHARE must be at most 1\.0, got 1\.5"):
+        envfloat("X_SHARE", 0.2, minimum=0.0, maximum=1.0)
+    monkeypatch.setenv("X_SHARE", "nan")
+    with pytest.raises(ImproperlyConfigured, match="X_SHARE must be a number"):
+        envfloat("X_SHARE", 0.2, minimum=0.0, maximum=1.0)
+
+
+def test_it_reads_a_renamed_variable_under_its_old_name_with_a_warning(monkeypatch):
+    monkeypatch.delenv("X_NEW_THREADS", raising=False)
+    monkeypatch.setenv("X_OLD_THREADS", "3")
+    with pytest.warns(FutureWarning, match="X_OLD_THREADS is deprecated: set X_NEW_THREADS"):
+        assert envint("X_NEW_THREADS", 1, old="X_OLD_THREADS") == 3
+    monkeypatch.setenv("X_NEW_THREADS", "4")  # the new name wins
+    assert envint("X_NEW_THREADS", 1, old="X_OLD_THREADS") == 4
+
+
+def test_the_settings_read_an_old_variable_name(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path), "ENGINE_MAX_QUEUE": "7"}
+    show = "from django.conf import settings; print(settings.GENERATION_ENGINE_MAX_QUEUE)"
+    shown = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", show], env=env, capture_output=True, text=True
+    )
+    assert shown.stdout.strip().splitlines()[-1] == "7", shown.stderr
+    assert "ENGINE_MAX_QUEUE is deprecated: set GENERATION_ENGINE_MAX_QUEUE" in shown.stderr

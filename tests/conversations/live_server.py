@@ -78,7 +78,7 @@ def server_process(
         **os.environ,
         "DATABASE_URL": _test_database_url(),
         "DEBUG": "true",
-        "ENGINE_POLL_SECONDS": "0",
+        "GENERATION_POLL_SECONDS": "0",
         "ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),

@@ -122,7 +122,7 @@ async def test_it_stops_a_reply_whose_client_left_and_keeps_what_it_wrote(
     assert len(reply.text) < len(references[question])
     assert reply.token_count <= 3 and reply.model_version_id == active_model_version.pk
     assert engine.accepted == 0
-    # The one slot (ENGINE_MAX_QUEUE = 1) serves the next customer.
+    # The one slot (GENERATION_ENGINE_MAX_QUEUE = 1) serves the next customer.
     other, _ = await open_chat(await new_session_cookie())
     turn = await chat_turn(other, QUESTIONS[1])
     assert turn["end"]["text"] == references[QUESTIONS[1]]

@@ -30,7 +30,7 @@ CONTACT = "help@shop.example or +49 40 1234"
 @pytest.fixture(autouse=True)
 def knowledge_settings(settings):
     settings.KNOWLEDGE_MIN_SCORE = 0.45
-    settings.SUPPORT_CONTACT = CONTACT
+    settings.BUSINESS_CONTACT = CONTACT
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ async def test_a_decline_needs_no_model_and_can_be_rated(retrieved):
 async def test_it_answers_from_the_articles_when_they_match(
     retrieved, engine_prompts, active_model_version, settings, history
 ):
-    settings.GROUNDED_HISTORY_TURNS = history
+    settings.CHAT_HISTORY_TURNS = history
     retrieved["answer"] = found(SHIPPING, RETURNS)
     socket, _ = await open_chat(await new_session_cookie())
 
@@ -129,7 +129,7 @@ async def test_it_answers_from_the_articles_when_they_match(
     assert engine_prompts[0][0]["role"] == "system"
     assert "1. Shipping cost\nStandard shipping costs 4.90 EUR." in engine_prompts[0][0]["content"]
     # The next turn is grounded in its own retrieval; the earlier turns are plain history, as
-    # many as GROUNDED_HISTORY_TURNS keeps.
+    # many as CHAT_HISTORY_TURNS keeps.
     assert engine_prompts[1][0]["role"] == "system"
     conversation = [
         question,

@@ -38,7 +38,7 @@ def handoff_settings(settings):
     settings.HANDOFF_ENABLED = True
     settings.HANDOFF_AFTER_DECLINES = 2
     settings.KNOWLEDGE_MIN_SCORE = 0.45
-    settings.SUPPORT_HOURS = "Mon-Fri 9-17"
+    settings.BUSINESS_HOURS = "Mon-Fri 9-17"
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ async def test_an_answer_between_two_declines_resets_the_count(retrieved, active
 
 async def test_with_handoff_off_the_button_only_names_the_contact(settings):
     settings.HANDOFF_ENABLED = False
-    settings.SUPPORT_CONTACT = "help@shop.example"
+    settings.BUSINESS_CONTACT = "help@shop.example"
     socket, hello = await open_chat(await new_session_cookie())
 
     await socket.send_json_to({"type": "handoff"})

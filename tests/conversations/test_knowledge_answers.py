@@ -39,7 +39,7 @@ TINY_ENCODER_MIN_SCORE = 0.25
 @pytest.fixture(autouse=True)
 def knowledge_settings(settings):
     settings.KNOWLEDGE_MIN_SCORE = TINY_ENCODER_MIN_SCORE
-    settings.SUPPORT_CONTACT = CONTACT
+    settings.BUSINESS_CONTACT = CONTACT
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ QUESTION = [{"role": "user", "content": "how much is shipping?"}]
 @pytest.fixture(autouse=True)
 def knowledge_settings(settings):
     settings.KNOWLEDGE_MIN_SCORE = 0.45
-    settings.SUPPORT_CONTACT = CONTACT
+    settings.BUSINESS_CONTACT = CONTACT
     settings.HANDOFF_ENABLED = False  # the declines' own texts; with a handoff: below
 
 

@@ -81,7 +81,7 @@ def test_a_retrain_queued_in_the_admin_is_promoted_and_answers_the_next_message(
     assert Feedback.objects.filter(used_by_run=run).count() == len(feedback)
 
     # The web side (this process) answers with the promoted version from its next reply on.
-    forget_active_version()  # instead of waiting ENGINE_POLL_SECONDS
+    forget_active_version()  # instead of waiting GENERATION_POLL_SECONDS
     turn = async_to_sync(ask)("how do i track my order")
 
     assert turn["end"]["model_version"] == candidate.name

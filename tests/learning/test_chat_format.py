@@ -109,14 +109,14 @@ def test_it_puts_the_articles_in_a_system_turn_before_the_conversation():
 
 
 def test_a_grounded_prompt_keeps_the_last_message_and_the_history_asked_for(settings):
-    settings.GROUNDED_HISTORY_TURNS = 0
+    settings.CHAT_HISTORY_TURNS = 0
 
     system, *rest = grounded_turns(CONVERSATION, ARTICLES)
 
     assert system["role"] == "system"
     assert rest == CONVERSATION[-1:]  # the articles were retrieved for it alone
     assert grounded_turns(CONVERSATION, ARTICLES, history=1)[1:] == CONVERSATION[-2:]
-    settings.GROUNDED_HISTORY_TURNS = 1
+    settings.CHAT_HISTORY_TURNS = 1
     assert grounded_turns(CONVERSATION, ARTICLES)[1:] == CONVERSATION[-2:]
 
 

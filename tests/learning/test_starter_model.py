@@ -133,7 +133,7 @@ def test_it_builds_the_starter_model_once_when_nothing_is_active(
     tmp_path, settings, monkeypatch, base_model, arguments
 ):
     settings.CHECKPOINT_DIR = tmp_path
-    settings.CHATBOT_BASE_MODEL = base_model
+    settings.LEARNING_BASE_MODEL = base_model
     built = []
 
     def build_tiny_starter(self, *args, **options):
@@ -153,7 +153,7 @@ def test_it_builds_the_starter_model_once_when_nothing_is_active(
 
 def test_it_leaves_an_active_version_alone(active_model_version, settings, tmp_path):
     settings.CHECKPOINT_DIR = tmp_path
-    settings.CHATBOT_BASE_MODEL = "/no/such/model"
+    settings.LEARNING_BASE_MODEL = "/no/such/model"
 
     assert "tiny-starter is already active" in ensure()
     assert list(ModelVersion.objects.values_list("name", flat=True)) == ["tiny-starter"]
@@ -161,7 +161,7 @@ def test_it_leaves_an_active_version_alone(active_model_version, settings, tmp_p
 
 def test_it_activates_the_configured_base_model(tiny_checkpoint, settings, tmp_path):
     settings.CHECKPOINT_DIR = tmp_path
-    settings.CHATBOT_BASE_MODEL = str(tiny_checkpoint)
+    settings.LEARNING_BASE_MODEL = str(tiny_checkpoint)
 
     ensure()
     ensure()
@@ -174,9 +174,9 @@ def test_it_activates_the_configured_base_model(tiny_checkpoint, settings, tmp_p
 
 def test_it_refuses_a_base_model_that_does_not_load(settings, tmp_path):
     settings.CHECKPOINT_DIR = tmp_path
-    settings.CHATBOT_BASE_MODEL = str(tmp_path / "missing-model")
+    settings.LEARNING_BASE_MODEL = str(tmp_path / "missing-model")
 
-    with pytest.raises(CommandError, match="CHATBOT_BASE_MODEL cannot be loaded"):
+    with pytest.raises(CommandError, match="LEARNING_BASE_MODEL cannot be loaded"):
         ensure()
     assert not ModelVersion.objects.exists()
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
@@ -22,11 +22,12 @@ class Command(BaseCommand):
         if user_model.objects.filter(is_superuser=True).exists():
             self.stdout.write("An admin account exists already.")
             return
-        username = os.environ.get("ADMIN_USERNAME", "admin")
-        email = os.environ.get("ADMIN_EMAIL", "")
-        password = os.environ.get("ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-        user_model.objects.create_superuser(username=username, email=email, password=password)
-        if "ADMIN_PASSWORD" in os.environ:
+        username = settings.ADMIN_USERNAME
+        password = settings.ADMIN_PASSWORD or secrets.token_urlsafe(12)
+        user_model.objects.create_superuser(
+            username=username, email=settings.ADMIN_EMAIL, password=password
+        )
+        if settings.ADMIN_PASSWORD:
             self.stdout.write(self.style.SUCCESS(f"Created admin account '{username}'."))
         else:
             self.stdout.write(

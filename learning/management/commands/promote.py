@@ -11,7 +11,7 @@ from learning.models import ModelVersion
 class Command(BaseCommand):
     help = (
         "Activate a model version by name (force-promote: also a version the gate rejected). "
-        "Web processes switch to it within ENGINE_POLL_SECONDS, between generations."
+        "Web processes switch to it within GENERATION_POLL_SECONDS, between generations."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -11,7 +11,7 @@ from learning.models import ModelVersion
 class Command(BaseCommand):
     help = (
         "Re-activate the model version that was active before the current one, or the version "
-        "named with --to. Web processes switch within ENGINE_POLL_SECONDS."
+        "named with --to. Web processes switch within GENERATION_POLL_SECONDS."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

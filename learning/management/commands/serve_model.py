@@ -24,14 +24,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--host",
-            default=settings.SERVE_MODEL_HOST,
-            help="address to listen on (default SERVE_MODEL_HOST: %(default)s)",
+            default=settings.GENERATION_SERVE_HOST,
+            help="address to listen on (default GENERATION_SERVE_HOST: %(default)s)",
         )
         parser.add_argument(
             "--port",
             type=int,
-            default=settings.SERVE_MODEL_PORT,
-            help="port to listen on (default SERVE_MODEL_PORT: %(default)s)",
+            default=settings.GENERATION_SERVE_PORT,
+            help="port to listen on (default GENERATION_SERVE_PORT: %(default)s)",
         )
         parser.add_argument(
             "--if-configured",
