@@ -111,7 +111,7 @@ def _label_and_path(parser: argparse.ArgumentParser, item: str) -> tuple[str, st
 
 
 def _questions(per_intent: int) -> list[Question]:
-    from learning.starter.corpus import load_corpus
+    from knowledge.demo.corpus import load_corpus
 
     questions = [
         Question(text, intent)
@@ -125,11 +125,11 @@ def _questions(per_intent: int) -> list[Question]:
 async def _ask_all(label: str, path: str, questions: list[Question], concurrency: int):
     from channels.db import database_sync_to_async
 
+    from bench.learning.customers import ask, open_chat
     from conversations.models import Message
-    from learning.benchmark.customers import ask, open_chat
     from learning.models import ModelVersion
-    from learning.serving import forget_active_version
     from learning.versions import activate_version, register_version
+    from serving.backends import forget_active_version
 
     @database_sync_to_async
     def activate() -> None:
@@ -159,7 +159,7 @@ async def _ask_all(label: str, path: str, questions: list[Question], concurrency
 
 
 def _shares(answers: list[Answer]) -> dict[str, float]:
-    from learning.chat_format import states_facts
+    from serving.chat_template import states_facts
 
     in_scope = [a for a in answers if a.question.intent is not None]
     off_topic = [a for a in answers if a.question.intent is None]
@@ -177,7 +177,7 @@ def _share(items: list, predicate) -> float:
 
 
 def _print_samples(label: str, answers: list[Answer], count: int) -> None:
-    from learning.chat_format import states_facts
+    from serving.chat_template import states_facts
 
     print(f"\n{label}: sample replies")
     kinds = {

@@ -119,11 +119,11 @@ def _tune(base_path: str, config) -> str:
 def _measure(label: str, path: str, per_intent: int, samples: int) -> dict[str, float]:
     from django.conf import settings
 
-    from conversations.services import is_decline
-    from learning.chat_format import greedy_continuations, prompt_ids, states_facts
-    from learning.checkpoints import load_checkpoint
+    from knowledge.answering import is_decline
+    from knowledge.demo.corpus import load_corpus
     from learning.grounded_tuning import grounded_prompt, load_decline_questions
-    from learning.starter.corpus import load_corpus
+    from serving.chat_template import greedy_continuations, prompt_ids, states_facts
+    from serving.checkpoints import load_checkpoint
 
     questions = [
         (question, intent)
@@ -172,9 +172,9 @@ def _measure(label: str, path: str, per_intent: int, samples: int) -> dict[str, 
 def _compare_bf16(base_path: str, config, steps: int) -> None:
     from dataclasses import replace
 
-    from learning.checkpoints import load_checkpoint
+    from knowledge.demo.corpus import load_corpus
     from learning.grounded_tuning import tune, tuning_examples
-    from learning.starter.corpus import load_corpus
+    from serving.checkpoints import load_checkpoint
 
     examples = tuning_examples(load_corpus(), config)[: steps * config.batch_size]
     for bf16 in (False, True):

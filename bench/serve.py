@@ -399,7 +399,7 @@ async def run_phase(
 def read_phase_rows(database: Path, conversations: list[str]) -> dict[str, Any]:
     """Messages of the phase's conversations: counts, replies' tokens, and each reply's prompt."""
     from conversations.models import Message
-    from learning.chat_format import grounded_turns
+    from knowledge.prompt import grounded_turns
 
     connection = sqlite3.connect(database)
     try:
@@ -456,26 +456,26 @@ class BareModel:
     def __init__(self, checkpoint: Path, max_new_tokens: int, threads: int = 0):
         import torch
 
-        from learning import chat_format
-        from learning.checkpoints import load_checkpoint
+        from serving import chat_template
+        from serving.checkpoints import load_checkpoint
 
         self.torch = torch
-        self.chat_format = chat_format
+        self.chat_template = chat_template
         self.model, self.tokenizer = load_checkpoint(checkpoint)
-        self.stop = sorted(chat_format.stop_ids(self.model, self.tokenizer))
+        self.stop = sorted(chat_template.stop_ids(self.model, self.tokenizer))
         self.max_new_tokens = max_new_tokens
         self.threads = threads
 
     def prompt(self, turns: list[dict[str, str]]) -> list[int]:
-        return self.chat_format.prompt_ids(self.tokenizer, turns)
+        return self.chat_template.prompt_ids(self.tokenizer, turns)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> tuple[int, float]:
         """Generated tokens (through the first stop token) and seconds, for one batch."""
         torch = self.torch
         if self.threads:  # per calling thread under OpenMP, as in the engine's worker thread
             torch.set_num_threads(self.threads)
-        pad = self.chat_format.padding_id(self.tokenizer)
-        ids, mask = self.chat_format.left_padded(prompts, pad)
+        pad = self.chat_template.padding_id(self.tokenizer)
+        ids, mask = self.chat_template.left_padded(prompts, pad)
         started = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
@@ -549,7 +549,7 @@ def measure(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings")
     django.setup()
-    from learning.starter.corpus import load_corpus
+    from knowledge.demo.corpus import load_corpus
 
     corpus = load_corpus()
     questions = [q for intent in corpus.intents for q in intent.questions]
@@ -782,7 +782,7 @@ def measure_backends(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatbot_site.settings")
     django.setup()
-    from learning.starter.corpus import load_corpus
+    from knowledge.demo.corpus import load_corpus
 
     corpus = load_corpus()
     questions = [q for intent in corpus.intents for q in intent.questions]

@@ -89,9 +89,7 @@ def envfloat(
     return value
 
 
-def _check_bounds(
-    name: str, value: float, minimum: float | None, maximum: float | None
-) -> None:
+def _check_bounds(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -105,9 +103,7 @@ def envlist(name: str, default: list[str], *, old: str | None = None) -> list[st
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def envchoice(
-    name: str, default: str, choices: tuple[str, ...], *, old: str | None = None
-) -> str:
+def envchoice(name: str, default: str, choices: tuple[str, ...], *, old: str | None = None) -> str:
     raw = _raw(name, old)
     value = (default if raw is None else raw).strip()
     if value not in choices:

@@ -163,9 +163,7 @@ BUSINESS_CONTACT = envstr(
     old="SUPPORT_CONTACT",
 )
 # Shown to a customer waiting for a person when no agent has the inbox open.
-BUSINESS_HOURS = envstr(
-    "BUSINESS_HOURS", "Mon-Fri 8:00-18:00 (Hamburg time)", old="SUPPORT_HOURS"
-)
+BUSINESS_HOURS = envstr("BUSINESS_HOURS", "Mon-Fri 8:00-18:00 (Hamburg time)", old="SUPPORT_HOURS")
 
 # --- Chat (websocket limits, prompt history) ----------------------------------------
 CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1)
@@ -216,9 +214,7 @@ GENERATION_POLL_SECONDS = envfloat(
 GENERATION_ENGINE_DEVICE = envchoice(
     "GENERATION_ENGINE_DEVICE", "auto", ("auto", "cpu", "cuda"), old="ENGINE_DEVICE"
 )
-GENERATION_ENGINE_THREADS = envint(
-    "GENERATION_ENGINE_THREADS", 1, minimum=0, old="ENGINE_THREADS"
-)
+GENERATION_ENGINE_THREADS = envint("GENERATION_ENGINE_THREADS", 1, minimum=0, old="ENGINE_THREADS")
 GENERATION_ENGINE_MAX_BATCH = envint(
     "GENERATION_ENGINE_MAX_BATCH", 32, minimum=1, old="ENGINE_MAX_BATCH"
 )

@@ -40,15 +40,15 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from conversations import handoff, handoff_events, protocol, services
+from conversations import handoff, handoff_events, protocol, satisfaction, services
 from conversations.models import Message
 from conversations.protocol import ProtocolError
 from knowledge import retrieval
-from learning import serving
-from learning.generation import ActiveVersion, EngineBusy
+from serving import backends
+from serving.generation import ActiveVersion, EngineBusy
 
 if TYPE_CHECKING:
-    from learning.generation import GenerationStream
+    from serving.generation import GenerationStream
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 conversation.pk, self.owner
             )
             status = await database_sync_to_async(handoff.status_frame)(conversation.pk)
-            needs_survey = await database_sync_to_async(handoff.needs_satisfaction)(conversation.pk)
+            needs_survey = await database_sync_to_async(satisfaction.needs_satisfaction)(
+                conversation.pk
+            )
             if self.channel_layer is not None:
                 await self.channel_layer.group_add(
                     handoff_events.conversation_group(conversation.pk), self.channel_name
@@ -215,12 +217,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 else:
                     await self._hand_off_after_declines()
                 return
-            version = await serving.get_active_version()
+            version = await backends.get_active_version()
             if version is None:
                 raise ProtocolError("busy", UNAVAILABLE)
             # Raises EngineBusy when the engine's queue is full or the generation server refuses
             # the request (stream_reply, open): no reply is announced.
-            stream = serving.get_engine().stream_reply(version, plan.turns)
+            stream = backends.get_engine().stream_reply(version, plan.turns)
             self.reply_stream = stream
             if self.disconnected:
                 stream.cancel()  # gone before generation started: nothing will be produced
@@ -317,7 +319,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _receive_satisfaction(self, payload: dict[str, Any]) -> None:
         frame = protocol.parse_satisfaction(payload)
-        answer = await database_sync_to_async(handoff.do_answer_satisfaction)(
+        answer = await database_sync_to_async(satisfaction.do_answer_satisfaction)(
             self.conversation_id, frame.score, frame.comment or ""
         )
         await self._send_frame({"type": "csat.saved", "score": answer.score})

@@ -12,11 +12,9 @@ The consumers (chat and inbox) call these through `database_sync_to_async` and t
 side through the channel layer (`conversations.handoff_events`); nothing here sends frames. What
 the inbox shows is `conversations.inbox_views`.
 
-An agent's answer to a question the bot could not answer becomes a training example: a
-Feedback row with `source=agent` on the agent's message, rated up, whose `answered_question` is
-the customer's message it answers (`do_record_agent_answer`). It goes through the same review
-setting, per-owner cap (the agent is the owner) and golden protection as a customer's
-correction.
+Closing a conversation asks the customer the satisfaction question (`conversations.satisfaction`);
+an agent's answer to a question the bot could not answer becomes a training example
+(`conversations.agent_answers`).
 """
 
 from __future__ import annotations
@@ -28,12 +26,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from conversations.models import AgentPresence, Conversation, Feedback, Message, Satisfaction
-from conversations.person_request import asks_for_a_person
+from conversations.models import AgentPresence, Conversation, Message
 from conversations.protocol import ProtocolError
 
 Status = Conversation.Status
@@ -122,42 +119,6 @@ def declined_too_often(conversation_id: uuid.UUID) -> bool:
         .values_list("declined", flat=True)[:needed]
     )
     return len(last) == needed and all(last)
-
-
-def needs_satisfaction(conversation_id: uuid.UUID) -> bool:
-    """A closed conversation whose survey the customer has not answered."""
-    return Conversation.objects.filter(
-        pk=conversation_id, status=Status.CLOSED, satisfaction__isnull=True
-    ).exists()
-
-
-def do_answer_satisfaction(conversation_id: uuid.UUID, score: int, comment: str) -> Satisfaction:
-    """Store the customer's 1-5 answer, once per conversation, for a closed conversation."""
-    conversation = Conversation.objects.get(pk=conversation_id)
-    if conversation.status != Status.CLOSED:
-        raise ProtocolError("invalid", "The survey opens when the conversation is closed.")
-    last_reply = (
-        Message.objects.filter(
-            conversation_id=conversation_id, role=Role.ASSISTANT, model_version__isnull=False
-        )
-        .order_by("-created_at", "-id")
-        .values_list("model_version_id", flat=True)
-        .first()
-    )
-    handed_off = conversation.handed_off_at is not None or (
-        Message.objects.filter(conversation_id=conversation_id, role=Role.AGENT).exists()
-    )
-    try:
-        with transaction.atomic():
-            return Satisfaction.objects.create(
-                conversation=conversation,
-                score=score,
-                comment=comment,
-                model_version_id=last_reply,
-                handed_off=handed_off,
-            )
-    except IntegrityError:
-        raise ProtocolError("invalid", "You have already answered this survey.") from None
 
 
 # --- the agents' side ------------------------------------------------------------------------
@@ -297,58 +258,6 @@ def do_hand_back(conversation_id: str | uuid.UUID, user_id: int) -> Conversation
 def do_close(conversation_id: str | uuid.UUID, user_id: int) -> Conversation:
     """The conversation ends; the customer is asked the satisfaction question."""
     return _release(conversation_id, user_id, Status.CLOSED, closed_at=timezone.now())
-
-
-# --- learning from agents --------------------------------------------------------------------
-
-
-def answered_question(agent_message_id: int) -> Message | None:
-    """The customer's question an agent's message answers, if the bot could not answer it.
-
-    Walking back from the agent's message: declines and person requests (with their declines)
-    are skipped; the first other customer message is the question. Another agent message or a
-    bot reply that was not a decline in between means it had been answered already: None.
-    """
-    message = Message.objects.get(pk=agent_message_id)
-    earlier = (
-        Message.objects.finished()
-        .filter(conversation_id=message.conversation_id, id__lt=message.pk)
-        .order_by("-created_at", "-id")
-    )
-    for candidate in earlier[:50]:
-        if candidate.role == Role.USER:
-            if asks_for_a_person(candidate.text):
-                continue
-            return candidate
-        if candidate.role == Role.AGENT or not candidate.declined:
-            return None
-    return None
-
-
-def do_record_agent_answer(
-    agent_message_id: int, grounding: list[dict[str, Any]] | None = None
-) -> Feedback | None:
-    """Make the agent's answer a training example when it answers a question the bot could not
-    (see `answered_question`); `grounding` is the articles retrieved for that question now,
-    stored on the agent's message so that training shows the model what it would see."""
-    message = Message.objects.select_related("conversation").get(pk=agent_message_id)
-    question = answered_question(agent_message_id)
-    if question is None or message.author_id is None:
-        return None
-    with transaction.atomic():
-        Message.objects.filter(pk=message.pk).update(grounding=grounding or [])
-        feedback, _ = Feedback.objects.get_or_create(
-            message=message,
-            owner_key=f"agent:{message.author_id}",
-            defaults={
-                "conversation_id": message.conversation_id,
-                "user_id": message.author_id,
-                "rating": Feedback.Rating.UP,
-                "source": Feedback.Source.AGENT,
-                "answered_question": question,
-            },
-        )
-    return feedback
 
 
 # --- presence --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ refuses a conversation), and every action checks again that the user is still st
 inbox socket, on every web process, gets each change (`conversation.updated`, `message`)
 through the inbox group. An agent's reply is stored, then sent to the customer's conversation
 group, then (after delivery, so that it adds no latency) made a training example when it
-answers a question the bot could not (`handoff.do_record_agent_answer`, with the articles
+answers a question the bot could not (`agent_answers.do_record_agent_answer`, with the articles
 retrieved for that question). The frames are in DESIGN.md ("Staff inbox").
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from conversations import handoff, handoff_events, inbox_views, protocol, services
+from conversations import agent_answers, handoff, handoff_events, inbox_views, protocol, services
 from conversations.consumers import CLOSE_FORBIDDEN, UNEXPECTED
 from conversations.protocol import AgentMessageFrame, ProtocolError
 from knowledge import retrieval
@@ -120,11 +120,11 @@ class InboxConsumer(AsyncWebsocketConsumer):
             logger.exception("could not record agent answer %s for training", reply.message_id)
 
     async def _learn_from(self, message_id: int) -> None:
-        question = await database_sync_to_async(handoff.answered_question)(message_id)
+        question = await database_sync_to_async(agent_answers.answered_question)(message_id)
         if question is None:
             return
         found = await retrieval.retrieve(question.text)
-        await database_sync_to_async(handoff.do_record_agent_answer)(
+        await database_sync_to_async(agent_answers.do_record_agent_answer)(
             message_id, services.grounding_of(found)
         )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.utils.safestring import SafeString
 
+from admin_parts.charts import Series, series_lines_svg
 from conversations.satisfaction_stats import SatisfactionTrends
-from learning.charts import Series, series_lines_svg
 
 
 def week_label(trends: SatisfactionTrends) -> list[str]:

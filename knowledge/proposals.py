@@ -5,8 +5,9 @@ says one of two things: the article is out of date (the shop changed a policy an
 it), or the customer is wrong (or wants a full refund, no questions asked). Training on such
 corrections would teach the model to contradict its own article, for that wording and the
 next; editing the article fixes every wording at once, on the next message. Only staff can
-tell which it is, so ``do_propose_edits`` (the feedback admin's action) turns corrections into
-proposals (one per article and proposed text, however many ratings say it), and staff accept
+tell which it is, so the feedback admin's action
+(``conversations.article_proposals.do_propose_edits``) turns corrections into proposals (one per
+article and proposed text, however many ratings say it; ``pending_proposal``), and staff accept
 one (``do_accept_proposal``: the article is edited through ``do_save_article``, with its
 revision) or dismiss them.
 """
@@ -14,7 +15,6 @@ revision) or dismiss them.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
@@ -27,56 +27,18 @@ from knowledge.services import KnowledgeError, do_save_article
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from conversations.models import Feedback
-
 Pending = ArticleProposal.Status.PENDING
-
-
-@dataclass(frozen=True)
-class ProposalOutcome:
-    proposed: int  # new proposals
-    supported: int  # corrections that joined a pending proposal of the same text
-    skipped: int  # no correction, rejected, not from an article, declined, or agreeing with it
 
 
 def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def do_propose_edits(
-    feedback: QuerySet[Feedback], *, by: AbstractBaseUser | None = None
-) -> ProposalOutcome:
-    """A proposal for each correction of a reply written from an article that it contradicts.
-
-    The article is the one shown first with the reply (``Message.grounding``); a rejected
-    rating, a declined reply (its articles did not answer the question) or an article deleted
-    since proposes nothing.
-    """
-    rows = list(feedback.select_related("message").order_by("id"))
-    shown_ids = {row.message.grounding[0]["id"] for row in rows if row.message.grounding}
-    articles = KnowledgeArticle.objects.defer("embedding").in_bulk(shown_ids)
-    proposed = supported = skipped = 0
-    for row in rows:
-        correction = row.correction.strip()
-        grounding = row.message.grounding or []
-        article = articles.get(grounding[0]["id"]) if grounding else None
-        rejected = row.review_status == row.ReviewStatus.REJECTED
-        if not correction or rejected or row.message.declined or article is None:
-            skipped += 1
-            continue
-        if correction == article.text.strip():
-            skipped += 1
-            continue
-        proposal, created = _pending_proposal(article, correction, grounding[0]["text"], by)
-        proposal.feedback.add(row)
-        proposed += created
-        supported += not created
-    return ProposalOutcome(proposed, supported, skipped)
-
-
-def _pending_proposal(
+def pending_proposal(
     article: KnowledgeArticle, text: str, based_on: str, by: AbstractBaseUser | None
 ) -> tuple[ArticleProposal, bool]:
+    """The pending proposal to set ``article`` to ``text`` (made now, or made before by another
+    correction of the same text), and whether it was made now."""
     digest = text_digest(text)
     lookup = {"article": article, "text_digest": digest, "status": Pending}
     try:

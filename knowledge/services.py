@@ -40,7 +40,7 @@ from knowledge.models import (
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
-    from learning.starter.corpus import Corpus
+    from knowledge.demo.corpus import Corpus
 
 SAVE_ATTEMPTS = 3
 EMBED_BATCH = 32

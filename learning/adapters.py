@@ -3,7 +3,7 @@
 With ``lora_rank`` > 0 every targeted linear layer computes W·x + s·B·A·x (s = alpha / rank),
 W being the frozen base's weights; a run trains A and B only. A candidate is saved as the
 adapter alone (peft's adapter_config.json and adapter_model.safetensors) beside the tokenizer
-and a metadata file naming its base checkpoint; ``learning.checkpoints.load_checkpoint``
+and a metadata file naming its base checkpoint; ``serving.checkpoints.apply_adapter``
 applies it to that base. A run on an adapter version continues its adapter on the same base,
 so every adapter of a lineage applies to the one base it started on.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,15 +54,6 @@ def new_adapter(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return get_peft_model(model, config)
-
-
-def apply_adapter(base: torch.nn.Module, path: str | Path, *, trainable: bool) -> Any:
-    """The adapter at ``path`` on ``base``: merged into it (a plain model that serves like any
-    other), or, ``trainable``, kept apart with its weights trainable, for a run to continue."""
-    from peft import PeftModel
-
-    model = PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
-    return model if trainable else model.merge_and_unload()
 
 
 def adapter_anchor_state(model: torch.nn.Module, *, toward_base: bool) -> dict[str, torch.Tensor]:

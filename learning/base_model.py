@@ -53,7 +53,7 @@ def ensure_base_model(
 
 
 def _activate_pretrained(base_model: str, log) -> ModelVersion:
-    from learning.checkpoints import load_checkpoint
+    from serving.checkpoints import load_checkpoint
 
     log(f"Checking that {base_model} loads…")
     model, _ = load_checkpoint(base_model)

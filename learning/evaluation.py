@@ -8,16 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
-from learning.chat_format import (
-    Turn,
-    greedy_continuations,
-    grounded_turns,
-    padding_id,
-    prompt_ids,
-    states_facts,
-)
+from knowledge.prompt import Turn, grounded_turns
 from learning.examples import TrainingExample, encode_turn
 from learning.losses import collate, token_logprobs
+from serving.chat_template import greedy_continuations, padding_id, prompt_ids, states_facts
 
 Encoded = tuple[tuple[int, ...], tuple[int, ...], int]
 

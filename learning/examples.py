@@ -3,7 +3,7 @@
 A rated reply gives (context, reply, +1 or −1); a correction gives (context, correction, +1).
 The context is the conversation before the rated reply, after a system turn with the
 knowledge-base articles the reply was written from, as they were shown then (stored in
-``Message.grounding``; ``chat_format.grounded_turns``), not as they read today: training sees
+``Message.grounding``; ``chat_template.grounded_turns``), not as they read today: training sees
 what the model saw. It is rendered through the model's chat template and cut from the left
 (whole turns first, the system turn stays) to fit. One owner (browser session or user)
 contributes at most ``per_owner_cap`` examples to a run, newest first, so that one person, or one
@@ -31,11 +31,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import QuerySet
-
-from conversations.models import Feedback, Message
-from conversations.services import as_prompt_role
-from learning.chat_format import grounded_turns, turn_ids, without_oldest_turn
+from learning.feedback import AGENT_ANSWER, FeedbackSet, rated_turns, usable_feedback
+from serving.chat_template import turn_ids, without_oldest_turn
 
 
 @dataclass(frozen=True)
@@ -56,76 +53,12 @@ class ExampleSet:
     data_hash: str = ""
 
 
-@dataclass(frozen=True)
-class RatedTurn:
-    """One usable piece of feedback with its conversation context, free of the ORM."""
-
-    feedback_id: int
-    owner_key: str
-    context: tuple[dict[str, str], ...]  # what the model saw: grounded when the reply was
-    reply: str
-    label: int
-    correction: str
-    source: str = Feedback.Source.CUSTOMER
-
-
-def usable_feedback(*, require_approval: bool) -> QuerySet[Feedback]:
-    """Feedback not yet learned from; never rejected; approved only when review is required.
-
-    Only replies whose generation ended count: a pending or failed reply is partial.
-    """
-    queryset = Feedback.objects.filter(
-        used_by_run__isnull=True, message__finish_reason__in=Message.PROMPTABLE_REASONS
-    ).exclude(review_status=Feedback.ReviewStatus.REJECTED)
-    if require_approval:
-        queryset = queryset.filter(review_status=Feedback.ReviewStatus.APPROVED)
-    return queryset
-
-
-def rated_turns(feedback: QuerySet[Feedback]) -> list[RatedTurn]:
-    """Load each rated reply with the conversation before it, in two queries; a grounded
-    reply's context starts with the system turn of the articles stored with it."""
-    rows = list(feedback.select_related("message").order_by("-updated_at", "-id"))
-    conversation_ids = {row.conversation_id for row in rows}
-    history: dict[Any, list[Message]] = defaultdict(list)
-    for message in (
-        Message.objects.promptable()
-        .filter(conversation_id__in=conversation_ids)
-        .order_by("created_at", "id")
-    ):
-        history[message.conversation_id].append(message)
-    turns = []
-    for row in rows:
-        before = []
-        # An agent's answer follows the question it answers (declines in between are left
-        # out); a rated reply, everything before it. Ids are ordered.
-        agent_answer = row.source == Feedback.Source.AGENT and row.answered_question_id is not None
-        last = row.answered_question_id if agent_answer else row.message_id - 1
-        for message in history[row.conversation_id]:
-            if message.pk > last:
-                break
-            if message.text:
-                before.append({"role": as_prompt_role(message.role), "content": message.text})
-        turns.append(
-            RatedTurn(
-                feedback_id=row.pk,
-                owner_key=row.owner_key,
-                context=tuple(grounded_turns(before, row.message.grounding)),
-                reply=row.message.text,
-                label=row.rating,
-                correction=row.correction.strip(),
-                source=row.source,
-            )
-        )
-    return turns
-
-
 def encode_turn(
     tokenizer: Any, context: Iterable[dict[str, str]], reply: str, *, max_tokens: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Prompt and reply token ids through the chat template (``chat_format.turn_ids``), the
+    """Prompt and reply token ids through the chat template (``chat_template.turn_ids``), the
     reply cut to half of ``max_tokens`` and the context cut from the left: whole turns first
-    (after a leading system turn, which stays: ``chat_format.without_oldest_turn``)."""
+    (after a leading system turn, which stays: ``chat_template.without_oldest_turn``)."""
     turns = list(context)
     reply_budget = max(1, max_tokens // 2)
     while True:
@@ -156,7 +89,7 @@ def build_examples_from_feedback(
     max_tokens: int,
     heldout_share: float,
     seed: int,
-    feedback: QuerySet[Feedback] | None = None,
+    feedback: FeedbackSet | None = None,
 ) -> ExampleSet:
     """Examples from usable feedback, capped per owner and split into train and held-out."""
     queryset = (
@@ -175,7 +108,7 @@ def build_examples_from_feedback(
             continue
         per_owner[turn.owner_key] += len(wanted)
         corrections += bool(turn.correction)
-        agent_answers += turn.source == Feedback.Source.AGENT
+        agent_answers += turn.source == AGENT_ANSWER
         result.feedback_ids.append(turn.feedback_id)
         side = (
             result.heldout
@@ -207,7 +140,7 @@ def build_examples_from_feedback(
     return result
 
 
-def kto_rows(feedback: QuerySet[Feedback]) -> Iterator[dict[str, Any]]:
+def kto_rows(feedback: FeedbackSet) -> Iterator[dict[str, Any]]:
     """JSONL rows in the conversational prompt/completion/label format of TRL's KTO trainer."""
     for turn in rated_turns(feedback):
         prompt = [dict(t) for t in turn.context]

@@ -48,14 +48,15 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from conversations.person_request import asks_for_a_person
-from conversations.services import decline_text, decline_topics
+from knowledge.answering import decline_text, decline_topics
+from knowledge.demo.corpus import Corpus, load_corpus
+from knowledge.person_request import asks_for_a_person
+from knowledge.prompt import Turn, grounded_turns
 from knowledge.retrieval import retrieve_now
-from learning.chat_format import Turn, grounded_turns, padding_id, turn_ids
-from learning.checkpoints import load_checkpoint, pick_device, read_metadata, write_checkpoint
 from learning.models import ModelVersion
-from learning.starter.corpus import Corpus, load_corpus
 from learning.versions import activate_version, register_version
+from serving.chat_template import padding_id, turn_ids
+from serving.checkpoints import load_checkpoint, pick_device, read_metadata, write_checkpoint
 
 if TYPE_CHECKING:
     import torch

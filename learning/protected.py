@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from learning.chat_format import greedy_continuations, states_facts
 from learning.evaluation import GoldenCase
 from learning.examples import ExampleSet
+from serving.chat_template import greedy_continuations, states_facts
 
 
 def active_golden_cases(*, grounded: bool = False) -> list[GoldenCase]:

@@ -5,7 +5,7 @@ The gate measures perplexity on the answers to paraphrases the starter model nev
 training question has a perplexity of ~1.0 that says little about what the model knows. Replay
 draws from the training questions but the first, so the gate never scores data a run replayed.
 ``LEARNING_RETENTION_CORPUS`` may name another corpus file in the same format (read by
-``learning.starter.corpus.load_corpus``, as the starter corpus is): the company's
+``knowledge.demo.corpus.load_corpus``, as the starter corpus is): the company's
 current FAQ, without answers that a policy change made wrong. A starter model built on part of
 the corpus (``max_intents`` in its metadata, as the tiny test
 models are) knew only those intents, so only those count as what it must retain.
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from knowledge.demo.corpus import CORPUS_PATH, load_corpus
+from knowledge.prompt import Turn, grounded_turns
 from knowledge.services import intent_title
-from learning.chat_format import Turn, grounded_turns
-from learning.checkpoints import read_metadata
-from learning.starter.corpus import CORPUS_PATH, load_corpus
+from serving.checkpoints import read_metadata
 
 
 def known_intent_count(checkpoint_path: str | Path) -> int | None:

@@ -20,10 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from conversations.models import Feedback
 from learning.adapters import adapter_anchor_state, new_adapter, parameters_set_to, state_digest
-from learning.chat_format import padding_id
-from learning.checkpoints import BASE_CHECKPOINT_KEY, load_checkpoint, pick_device, write_checkpoint
 from learning.evaluation import (
     Encoded,
     GoldenCase,
@@ -32,6 +29,7 @@ from learning.evaluation import (
     reply_logprob_sums,
 )
 from learning.examples import ExampleSet, build_examples_from_feedback
+from learning.feedback import mark_learned
 from learning.fisher import cached_fisher, fisher_sample
 from learning.gate import judge_candidate
 from learning.models import ModelVersion, TrainingRun
@@ -40,6 +38,8 @@ from learning.protected import active_golden_cases, drop_golden_overrides
 from learning.retention import is_grounded, known_intent_count, retention_prompts
 from learning.training import Hyperparameters, planned_steps, train_candidate
 from learning.versions import LearningError, anchor_for, promote_version, register_version
+from serving.chat_template import padding_id
+from serving.checkpoints import BASE_CHECKPOINT_KEY, load_checkpoint, pick_device, write_checkpoint
 
 LOSS_HISTORY_POINTS = 400
 PROGRESS_EVERY_SECONDS = 0.5
@@ -350,7 +350,7 @@ def _judge_and_register(
         )
         if decision.passed:
             promote_version(version, note=f"Promoted by the gate after training run #{run.pk}")
-            Feedback.objects.filter(pk__in=inputs.examples.feedback_ids).update(used_by_run=run)
+            mark_learned(inputs.examples.feedback_ids, run)
             status = TrainingRun.Status.SUCCEEDED
         else:
             ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.REJECTED)

@@ -28,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from learning.feedback import usable_feedback
 from learning.models import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,6 @@ def enqueue_training_run(run_id: int) -> None:
 
 
 def usable_feedback_count() -> int:
-    from learning.examples import usable_feedback
-
     return usable_feedback(require_approval=settings.LEARNING_REQUIRE_APPROVAL).count()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from learning import runs, served_adapters
+from learning import runs
+from serving import served_adapters
 
 
 @shared_task(

@@ -12,8 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from learning.models import ModelVersion
-from learning.served_adapters import switch_served_adapter
-from learning.serving import forget_active_version
+from serving.backends import forget_active_version
+from serving.served_adapters import switch_served_adapter
 
 
 class LearningError(Exception):
@@ -51,7 +51,7 @@ def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -
     The rows are locked first, so two activations at once run one after the other; the
     database constraint would refuse a second active version anyway. With a remote backend a
     LoRA adapter version is loaded on the inference server before the commit, and the retired
-    one unloaded later (``learning.served_adapters``).
+    one unloaded later (``serving.served_adapters``).
     """
     with transaction.atomic():
         previous = list(ModelVersion.objects.active().select_for_update())

@@ -29,7 +29,7 @@ def build_tiny_encoder(destination: Path, *, seed: int = 0) -> Path:
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    from learning.starter.corpus import load_corpus
+    from knowledge.demo.corpus import load_corpus
 
     normalizer = normalizers.BertNormalizer(lowercase=True)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()

@@ -15,8 +15,8 @@ import pytest
 
 
 def build_tiny_checkpoint(destination: Path, *, seed: int = 0) -> Path:
-    from learning.checkpoints import write_checkpoint
     from learning.starter.training import StarterConfig, build_starter_model
+    from serving.checkpoints import write_checkpoint
 
     build = build_starter_model(StarterConfig.tiny(seed=seed))
     metadata = {
@@ -43,8 +43,8 @@ def second_tiny_checkpoint(tmp_path_factory) -> Path:
 def active_model_version(db, tiny_checkpoint):
     """The tiny checkpoint registered as a starter ModelVersion and activated."""
     from learning.models import ModelVersion
-    from learning.serving import forget_active_version
     from learning.versions import activate_version, register_version
+    from serving.backends import forget_active_version
 
     version = register_version("tiny-starter", str(tiny_checkpoint), ModelVersion.Source.STARTER)
     version = activate_version(version, note="test fixture")
@@ -68,7 +68,7 @@ def second_model_version(db, second_tiny_checkpoint):
 @pytest.fixture
 def forward_pass_breaks_at_step_3(monkeypatch):
     """The engine's third decoding step raises, as a lost device would, once (in any engine)."""
-    from learning.engine import _Batch
+    from serving.engine import _Batch
 
     real_step = _Batch.step
     steps = 0
@@ -86,7 +86,7 @@ def forward_pass_breaks_at_step_3(monkeypatch):
 @pytest.fixture
 def slow_steps(monkeypatch):
     """Each decoding step takes at least 20 ms, so a test or a client can act between steps."""
-    from learning.engine import _Batch
+    from serving.engine import _Batch
 
     real_step = _Batch.step
 
@@ -101,8 +101,8 @@ def slow_steps(monkeypatch):
 def system_turn_tokenizer(tiny_checkpoint):
     """The tiny checkpoint's tokenizer with a chat template that renders system turns (the
     starter's ignores them, as a pretrained model's template does not)."""
-    from learning.checkpoints import load_checkpoint
     from learning.starter.tokenizer import CHAT_TEMPLATE
+    from serving.checkpoints import load_checkpoint
 
     tokenizer = load_checkpoint(tiny_checkpoint)[1]
     tokenizer.chat_template = CHAT_TEMPLATE.replace(

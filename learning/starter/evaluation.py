@@ -1,7 +1,7 @@
 """How well a model answers the corpus: greedy replies checked for each intent's facts.
 
 A reply counts as correct when it states every fact of the question's intent
-(``chat_format.states_facts``). On ``questions`` this measures what was learned; on
+(``chat_template.states_facts``). On ``questions`` this measures what was learned; on
 ``eval_questions`` (never trained on) how well it carries over to paraphrases.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from learning.chat_format import greedy_replies, states_facts
-from learning.starter.corpus import Intent
+from knowledge.demo.corpus import Intent
+from serving.chat_template import greedy_replies, states_facts
 
 QuestionSet = Literal["questions", "eval_questions"]
 

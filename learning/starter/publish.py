@@ -8,11 +8,11 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from learning.checkpoints import checkpoint_size_bytes, write_checkpoint
+from knowledge.demo.corpus import load_corpus
 from learning.models import ModelVersion
-from learning.starter.corpus import load_corpus
 from learning.starter.training import Progress, StarterConfig, build_starter_model, config_hash
 from learning.versions import activate_version, register_version
+from serving.checkpoints import checkpoint_size_bytes, write_checkpoint
 
 
 class StarterExistsError(Exception):

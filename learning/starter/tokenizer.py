@@ -3,7 +3,7 @@
 The template renders ``<|bos|>`` once, then each turn as ``<|user|>text<|end|>`` or
 ``<|assistant|>text<|end|>``; with ``add_generation_prompt`` it ends in ``<|assistant|>``. So
 the prompt for a reply is a token prefix of the conversation that includes the reply, which
-``learning.chat_format.turn_ids`` relies on. ``<|end|>`` is the end-of-turn and the eos token.
+``serving.chat_template.turn_ids`` relies on. ``<|end|>`` is the end-of-turn and the eos token.
 """
 
 from __future__ import annotations

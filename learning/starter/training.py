@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from learning.chat_format import chat_ids, padding_id
-from learning.starter.corpus import Corpus, Turn, load_corpus
+from knowledge.demo.corpus import Corpus, Turn, load_corpus
 from learning.starter.tokenizer import train_tokenizer
+from serving.chat_template import chat_ids, padding_id
 
 Progress = Callable[[int, int, float], None]
 

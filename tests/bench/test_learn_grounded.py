@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from bench.learning import runner
+from bench.learning.scenario import load_scenario
 from knowledge.models import KnowledgeArticle
 from knowledge.retrieval import retrieve_now
 from knowledge.services import intent_title
-from learning.benchmark import runner
-from learning.benchmark.scenario import load_scenario
-from learning.checkpoints import load_checkpoint
+from serving.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)  # retrieve_now closes its connection
 
@@ -46,7 +46,7 @@ def test_replies_are_grounded_or_declined_as_the_chat_decides(
     model, tokenizer = load_checkpoint(tiny_checkpoint)[0], system_turn_tokenizer
     shown = []
     monkeypatch.setattr(
-        "learning.chat_format.greedy_continuations",
+        "serving.chat_template.greedy_continuations",
         lambda model, tokenizer, prompts: shown.extend(prompts) or ["a reply"] * len(prompts),
     )
     question = scenario.changed[0].seen[0]

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from bench.learn import _arm
-from learning.benchmark.runner import BenchConfig, Measurement, spread_table
+from bench.learning.runner import BenchConfig, Measurement, spread_table
 
 
 def test_an_arm_is_a_named_configuration_with_typed_overrides():

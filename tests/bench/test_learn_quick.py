@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from learning.benchmark.customers import Crowd
-from learning.benchmark.runner import (
+from bench.learning.customers import Crowd
+from bench.learning.runner import (
     BenchConfig,
     build_quick_base,
     run_benchmark,
     write_retention_corpus,
 )
-from learning.benchmark.scenario import load_scenario
+from bench.learning.scenario import load_scenario
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -69,10 +69,10 @@ async def test_it_streams_a_reply_and_stores_both_messages(cookie, active_model_
 
 
 async def test_it_prompts_with_the_whole_conversation(cookie, active_model_version, monkeypatch):
-    from learning import serving
+    from serving import backends
 
     seen: list[list[dict[str, str]]] = []
-    engine = serving.get_engine()
+    engine = backends.get_engine()
     real_stream_reply = engine.stream_reply
 
     def recording_stream_reply(version, turns):
@@ -253,10 +253,10 @@ class FailingStream:
 async def test_it_keeps_the_partial_reply_as_an_error_when_generation_fails(
     cookie, active_model_version, monkeypatch
 ):
-    from learning import serving
+    from serving import backends
 
     monkeypatch.setattr(
-        serving.get_engine(), "stream_reply", lambda version, turns: FailingStream()
+        backends.get_engine(), "stream_reply", lambda version, turns: FailingStream()
     )
     socket, hello = await open_chat(cookie)
     await socket.send_json_to({"type": "user_message", "text": "shipping?"})

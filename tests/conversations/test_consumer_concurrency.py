@@ -9,11 +9,11 @@ import pytest
 from channels.db import database_sync_to_async
 
 from conversations.models import Message
-from learning import serving
-from learning.chat_format import greedy_replies
-from learning.checkpoints import load_checkpoint
-from learning.engine import GenerationEngine, GenerationOptions
-from learning.starter.corpus import load_corpus
+from knowledge.demo.corpus import load_corpus
+from serving import backends
+from serving.chat_template import greedy_replies
+from serving.checkpoints import load_checkpoint
+from serving.engine import GenerationEngine, GenerationOptions
 from tests.conversations.chat_sockets import (
     TIMEOUT,
     chat_turn,
@@ -46,16 +46,16 @@ def references(tiny_checkpoint) -> dict[str, str]:
 @pytest.fixture
 def use_engine():
     """Serve the chat with a fresh engine built with the given options."""
-    previous = serving._engine
+    previous = backends._engine
 
     def install(**options) -> GenerationEngine:
-        serving._engine = GenerationEngine(
+        backends._engine = GenerationEngine(
             GenerationOptions(max_new_tokens=MAX_NEW_TOKENS, **options)
         )
-        return serving._engine
+        return backends._engine
 
     yield install
-    serving._engine = previous
+    backends._engine = previous
 
 
 @database_sync_to_async

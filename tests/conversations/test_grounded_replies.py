@@ -10,9 +10,9 @@ import pytest
 from channels.db import database_sync_to_async
 
 from conversations.models import Feedback, Message
+from knowledge.prompt import grounded_turns
 from knowledge.retrieval import NOTHING
-from learning.chat_format import grounded_turns
-from learning.engine import GenerationEngine
+from serving.engine import GenerationEngine
 from tests.conversations.chat_sockets import (
     chat_turn,
     new_session_cookie,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conversations.person_request import PHRASES, asks_for_a_person
+from knowledge.person_request import PHRASES, asks_for_a_person
 
 
 @pytest.mark.parametrize(

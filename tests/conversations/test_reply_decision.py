@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from conversations import services
+from knowledge.prompt import grounded_turns
 from knowledge.retrieval import NOTHING, Retrieval, RetrievedArticle
-from learning.chat_format import grounded_turns
 
 CONTACT = "help@shop.example or +49 40 1234"
 QUESTION = [{"role": "user", "content": "how much is shipping?"}]

@@ -15,10 +15,10 @@ from channels.db import database_sync_to_async
 
 from conversations import services
 from conversations.models import Conversation, Message
+from knowledge.demo.corpus import load_corpus
 from learning.models import ModelVersion
-from learning.serving import forget_active_version
-from learning.starter.corpus import load_corpus
 from learning.versions import activate_version, register_version
+from serving.backends import forget_active_version
 from tests.conversations.chat_sockets import (
     new_session_cookie,
     open_chat,
@@ -121,7 +121,7 @@ async def test_it_keeps_the_text_produced_before_a_forward_pass_failed(
     assert reply.token_count == 3  # the prefill's token and two steps'
     # The engine logged the failed forward pass once, with its traceback; the consumer only
     # says which reply it cost.
-    assert [r.name for r in tracebacks(caplog)] == ["learning.engine"]
+    assert [r.name for r in tracebacks(caplog)] == ["serving.engine"]
     [warning] = [r for r in caplog.records if r.name == "conversations.consumers"]
     assert warning.levelno == logging.WARNING
     assert warning.getMessage() == f"reply {reply.pk} failed: Generation failed: device lost"

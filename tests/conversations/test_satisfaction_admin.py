@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations import handoff
+from conversations import agent_answers, handoff
 from conversations.models import Conversation, Feedback, Message, Satisfaction
 from conversations.satisfaction_stats import NO_VERSION, satisfaction_trends, week_start
 from learning.models import ModelVersion
@@ -95,7 +95,7 @@ def handed_to_agent(agent, when: dt.datetime, question: str = "Is my order 123 l
     assert handoff.do_request_handoff(conv.pk, Conversation.HandoffReason.DECLINES)
     handoff.do_claim(conv.pk, agent.pk)
     sent = handoff.do_post_agent_message(conv.pk, agent.pk, "It left the depot today.")
-    feedback = handoff.do_record_agent_answer(sent.message_id)
+    feedback = agent_answers.do_record_agent_answer(sent.message_id)
     assert feedback is not None
     Feedback.objects.filter(pk=feedback.pk).update(created_at=when)
     return conv, feedback

@@ -8,9 +8,10 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
+from conversations.article_proposals import do_propose_edits
 from conversations.models import Conversation, Feedback, Message
 from knowledge.models import ArticleProposal, KnowledgeArticle
-from knowledge.proposals import do_accept_proposal, do_dismiss_proposals, do_propose_edits
+from knowledge.proposals import do_accept_proposal, do_dismiss_proposals
 from knowledge.services import KnowledgeError
 from tests.knowledge.articles import add_all_articles
 

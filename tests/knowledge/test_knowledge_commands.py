@@ -9,9 +9,9 @@ import pytest
 from django.core.management import call_command
 
 from knowledge import services
+from knowledge.demo.corpus import CORPUS_PATH, load_corpus
 from knowledge.models import KnowledgeArticle
 from knowledge.services import do_save_article, intent_title
-from learning.starter.corpus import CORPUS_PATH, load_corpus
 
 pytestmark = pytest.mark.django_db
 

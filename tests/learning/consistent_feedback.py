@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.learning.rated_replies import store_rated_reply
 from conversations.models import Feedback
-from learning.benchmark.rated_replies import store_rated_reply
-from learning.starter.corpus import load_corpus
+from knowledge.demo.corpus import load_corpus
 
 # A gentle update (small α, strong pull, unlikelihood on the brush-off) that the gate promotes
 # on the tiny model even after a few steps.

@@ -7,12 +7,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from conversations import handoff
+from conversations import agent_answers, handoff
 from conversations.models import Conversation, Feedback, Message
-from learning.chat_format import grounded_turns
-from learning.checkpoints import load_checkpoint
+from knowledge.prompt import grounded_turns
 from learning.examples import build_examples_from_feedback, encode_turn
 from learning.models import TrainingRun
+from serving.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +73,7 @@ def hand_over(conversation: Conversation, agent, reason: str = "declines") -> No
 def agent_says(conversation: Conversation, agent, text: str = ANSWER, grounding=None):
     """The agent's reply, then the inbox's `do_record_agent_answer`: its Feedback, or None."""
     sent = handoff.do_post_agent_message(conversation.pk, agent.pk, text)
-    return handoff.do_record_agent_answer(sent.message_id, grounding)
+    return agent_answers.do_record_agent_answer(sent.message_id, grounding)
 
 
 def declined_question(agent, question: str = QUESTION, answer: str = ANSWER, grounding=None):

@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from conversations.models import Feedback, Message
 from learning.models import ModelVersion, TrainingRun
-from learning.serving import forget_active_version
+from serving.backends import forget_active_version
 from tests.conversations.chat_sockets import chat_turn, new_session_cookie, open_chat
 from tests.learning.consistent_feedback import pin_promotable_hyperparameters, rate_consistently
 from tests.learning.worker_process import wait_until, worker_process_fixture  # noqa: F401

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from conversations.models import Conversation, Feedback, Message
-from learning.chat_format import grounded_turns
-from learning.checkpoints import load_checkpoint
-from learning.examples import build_examples_from_feedback, encode_turn, kto_rows, usable_feedback
+from knowledge.prompt import grounded_turns
+from learning.examples import build_examples_from_feedback, encode_turn, kto_rows
+from learning.feedback import usable_feedback
+from serving.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.django_db
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conversations.services import decline_text
+from knowledge.answering import decline_text
+from knowledge.demo.corpus import load_corpus
 from knowledge.models import KnowledgeArticle
 from knowledge.services import do_save_article, do_seed_articles
 from learning import grounded_tuning
-from learning.checkpoints import load_checkpoint, read_metadata
 from learning.grounded_tuning import (
     TuningConfig,
     TuningError,
@@ -23,8 +23,8 @@ from learning.grounded_tuning import (
     tuning_examples,
 )
 from learning.models import ModelVersion
-from learning.starter.corpus import load_corpus
 from learning.versions import anchor_for, register_version
+from serving.checkpoints import load_checkpoint, read_metadata
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

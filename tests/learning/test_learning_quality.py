@@ -7,11 +7,11 @@ a huge step and no pull toward θ₀ must give one that forgets and is rejected 
 
 import pytest
 
+from bench.learning.rated_replies import store_rated_reply
 from conversations.models import Feedback
-from learning.benchmark.rated_replies import store_rated_reply
+from knowledge.demo.corpus import load_corpus
 from learning.models import ModelVersion, TrainingRun
 from learning.runs import execute_training_run, request_training_run
-from learning.starter.corpus import load_corpus
 
 pytestmark = pytest.mark.django_db
 

@@ -11,23 +11,23 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from knowledge.demo.corpus import load_corpus
 from learning import precision, runs
 from learning.adapters import adapter_anchor_state, new_adapter
-from learning.chat_format import greedy_replies, padding_id
-from learning.checkpoints import (
+from learning.evaluation import encode_pairs
+from learning.examples import TrainingExample
+from learning.models import ModelVersion, TrainingRun
+from learning.training import Hyperparameters, train_candidate
+from learning.update import AnchoredAdam
+from serving.chat_template import greedy_replies, padding_id
+from serving.checkpoints import (
     BASE_CHECKPOINT_KEY,
     CheckpointError,
     load_checkpoint,
     write_checkpoint,
 )
-from learning.engine import GenerationEngine, GenerationOptions
-from learning.evaluation import encode_pairs
-from learning.examples import TrainingExample
-from learning.generation import ActiveVersion
-from learning.models import ModelVersion, TrainingRun
-from learning.starter.corpus import load_corpus
-from learning.training import Hyperparameters, train_candidate
-from learning.update import AnchoredAdam
+from serving.engine import GenerationEngine, GenerationOptions
+from serving.generation import ActiveVersion
 from tests.learning.consistent_feedback import (
     TINY_INTENTS,
     pin_promotable_hyperparameters,

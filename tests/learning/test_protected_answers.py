@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from bench.learning.rated_replies import store_rated_reply
+from knowledge.demo.corpus import load_corpus
 from learning import runs
-from learning.benchmark.rated_replies import store_rated_reply
-from learning.checkpoints import load_checkpoint
 from learning.evaluation import GoldenCase
 from learning.examples import ExampleSet, TrainingExample, encode_turn
 from learning.models import GoldenExample, ModelVersion, TrainingRun
 from learning.protected import drop_golden_overrides
-from learning.starter.corpus import load_corpus
+from serving.checkpoints import load_checkpoint
 from tests.learning.consistent_feedback import pin_promotable_hyperparameters
 
 GENEROUS = "Full refund, no questions asked, keep the item too!"

@@ -196,7 +196,7 @@ def test_an_ewc_run_estimates_the_fisher_on_a_capped_sample(
 def test_a_grounded_anchor_is_measured_and_replayed_with_its_article(
     active_model_version, checkpoints, monkeypatch
 ):
-    from learning.checkpoints import read_metadata
+    from serving.checkpoints import read_metadata
 
     encoded = {}
     real = run_pipeline.encode_prompts

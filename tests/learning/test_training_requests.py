@@ -8,9 +8,9 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.utils import timezone
 
+from admin_parts.charts import loss_curve_svg
 from conversations.models import Feedback
 from learning import runs
-from learning.charts import loss_curve_svg
 from learning.models import TrainingRun
 from tests.learning.consistent_feedback import rate_consistently
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from knowledge.demo.corpus import CORPUS_PATH, load_corpus
 from knowledge.services import do_seed_articles
-from learning.starter.corpus import CORPUS_PATH, load_corpus
 
 
 class Command(BaseCommand):

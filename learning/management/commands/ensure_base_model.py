@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from knowledge.pretrained_files import PretrainedFileError
 from learning.base_model import STARTER, ensure_base_model
-from learning.checkpoints import CheckpointError
 from learning.grounded_tuning import TuningConfig, TuningError
 from learning.models import ModelVersion
-from learning.pretrained import PretrainedFileError
+from serving.checkpoints import CheckpointError
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from conversations.models import Feedback
-from learning.export import feedback_for_export, write_kto_jsonl
+from learning.export import write_kto_jsonl
+from learning.feedback import EXPORTABLE_REVIEW_STATUSES, feedback_for_export
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("-o", "--output", default="-", help="file to write (default stdout)")
         parser.add_argument(
             "--review-status",
-            choices=[s for s, _ in Feedback.ReviewStatus.choices if s != "rejected"],
+            choices=EXPORTABLE_REVIEW_STATUSES,
             help="only feedback with this review status",
         )
         parser.add_argument("--rating", type=int, choices=[1, -1], help="only this rating")

@@ -1,0 +1,196 @@
+"""Conversations with their transcripts: each message, its rating, whether the bot declined,
+and the articles it was written from. All read-only: a conversation changes in the chat and the
+inbox, which tell the customer."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import F, OuterRef, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html_join
+
+from admin_parts.inlines import ReadOnlyPartInline
+from conversations.admin.display import (
+    article_link,
+    feedback_label,
+    owner_label,
+    speaker_label,
+)
+from conversations.handoff import agent_name
+from conversations.models import Conversation, Feedback, Message
+from conversations.subqueries import count_subquery
+
+
+class TranscriptInline(ReadOnlyPartInline):
+    """The conversation's messages, read-only, with the customer's rating on each bot reply,
+    whether the bot declined, and the knowledge-base articles each reply was written from. An
+    agent's message shows who wrote it, and whether it became a training example.
+
+    Replies still being generated (or whose process died mid-generation) are left out, as
+    everywhere else that shows messages: they have no text and no final version yet.
+    """
+
+    model = Message
+    verbose_name = "message"
+    verbose_name_plural = "transcript"
+    fields = [
+        "created_at",
+        "speaker",
+        "text",
+        "rating",
+        "declined_reply",
+        "articles",
+        "model_version",
+        "finish_reason",
+        "first_token",
+        "token_count",
+    ]
+    readonly_fields = fields
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return (
+            super()
+            .get_queryset(request)
+            .finished()
+            .select_related("model_version", "author")
+            .prefetch_related("feedback")
+        )
+
+    @admin.display(description="from")
+    def speaker(self, message: Message) -> str:
+        return speaker_label(message)
+
+    @admin.display(description="rating")
+    def rating(self, message: Message) -> str:
+        ratings = message.feedback.all()
+        if not ratings:
+            return "—" if message.role == Message.Role.ASSISTANT else ""
+        return format_html_join(
+            "",
+            '<div><a href="{}">{}</a>{}</div>',
+            (
+                (
+                    reverse("admin:conversations_feedback_change", args=[fb.pk]),
+                    feedback_label(fb),
+                    " (correction)" if fb.correction else "",
+                )
+                for fb in ratings
+            ),
+        )
+
+    @admin.display(description="declined")
+    def declined_reply(self, message: Message) -> str:
+        # Words, not the field's boolean icon: a no-icon on every customer message is noise.
+        return "declined" if message.declined else ""
+
+    @admin.display(description="articles")
+    def articles(self, message: Message) -> str:
+        """The articles shown, best first: title (linked when it can be) and score."""
+        return format_html_join(
+            "",
+            "<div>{} ({})</div>",
+            ((article_link(article), f"{article['score']:.2f}") for article in message.grounding),
+        )
+
+    @admin.display(description="first token")
+    def first_token(self, message: Message) -> str:
+        ms = message.time_to_first_token_ms
+        return f"{ms:.0f} ms" if ms is not None else ""
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = [
+        "short_id",
+        "owner",
+        "message_count",
+        "thumbs_up",
+        "thumbs_down",
+        "created_at",
+        "updated_at",
+        "status",
+        "assigned_agent",
+        "handoff_reason",
+        "satisfaction_score",
+    ]
+    list_filter = ["status", "handoff_reason", "created_at"]
+    list_select_related = ["user", "agent"]
+    search_fields = ["messages__text"]
+    search_help_text = "Search the text of the conversation's messages."
+    date_hierarchy = "created_at"
+    fields = [
+        "id",
+        "owner",
+        "status",
+        "assigned_agent",
+        "handoff_reason",
+        "handed_off_at",
+        "closed_at",
+        "satisfaction_answer",
+        "created_at",
+        "updated_at",
+    ]
+    # All read-only: the status changes in the inbox (conversations.handoff), which tells the
+    # customer; an edit here would not, and could leave "with a person" with nobody assigned.
+    readonly_fields = fields
+    inlines = [TranscriptInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        pk = OuterRef("pk")
+        # Thumbs are customers' ratings; an agent's answer (source agent) is not one.
+        ratings = Feedback.objects.filter(conversation=pk, source=Feedback.Source.CUSTOMER)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                csat=F("satisfaction__score"),
+                csat_comment=F("satisfaction__comment"),
+                n_messages=count_subquery(
+                    Message.objects.finished().filter(conversation=pk), "conversation"
+                ),
+                n_up=count_subquery(ratings.filter(rating=Feedback.Rating.UP), "conversation"),
+                n_down=count_subquery(ratings.filter(rating=Feedback.Rating.DOWN), "conversation"),
+            )
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # conversations start in the chat, nowhere else
+
+    @admin.display(description="conversation", ordering="id")
+    def short_id(self, conversation: Conversation) -> str:
+        return str(conversation.id)[:8]
+
+    @admin.display(description="owner", ordering="user__username")
+    def owner(self, conversation: Conversation) -> str:
+        return owner_label(conversation.user)
+
+    @admin.display(description="messages", ordering="n_messages")
+    def message_count(self, conversation: Conversation) -> int:
+        return conversation.n_messages
+
+    @admin.display(description="👍", ordering="n_up")
+    def thumbs_up(self, conversation: Conversation) -> int:
+        return conversation.n_up
+
+    @admin.display(description="👎", ordering="n_down")
+    def thumbs_down(self, conversation: Conversation) -> int:
+        return conversation.n_down
+
+    @admin.display(description="agent", ordering="agent__username")
+    def assigned_agent(self, conversation: Conversation) -> str:
+        return agent_name(conversation.agent) or "—"
+
+    @admin.display(description="satisfaction", ordering="csat")
+    def satisfaction_score(self, conversation: Conversation) -> str:
+        score = getattr(conversation, "csat", None)
+        return f"{score}/5" if score is not None else "—"
+
+    @admin.display(description="satisfaction")
+    def satisfaction_answer(self, conversation: Conversation) -> str:
+        score = getattr(conversation, "csat", None)
+        if score is None:
+            return "Not answered."
+        comment = getattr(conversation, "csat_comment", "")
+        return f"{score}/5: {comment}" if comment else f"{score}/5"
