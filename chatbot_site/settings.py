@@ -43,7 +43,8 @@ DJANGO_APPS = [
     "django.contrib.staticfiles",
 ]
 THIRD_PARTY_APPS = ["channels", "django_celery_beat"]
-LOCAL_APPS = ["conversations", "knowledge", "learning"]
+# In the order of their layers (docs/design.md): an app's admin may extend one listed before it.
+LOCAL_APPS = ["knowledge", "serving", "conversations", "learning"]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
 
 MIDDLEWARE = [

@@ -12,8 +12,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from learning.models import ModelVersion
-from serving.backends import forget_active_version
-from serving.served_adapters import switch_served_adapter
+from learning.signals import version_activated, version_activating
+
+# The activation note's length in the admin's form; remarks of receivers fit in it.
+ACTIVATION_NOTE_CHARS = 500
 
 
 class LearningError(Exception):
@@ -48,26 +50,34 @@ def register_version(
 def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -> ModelVersion:
     """Make ``version`` the active one and retire the previous one, in one transaction.
 
-    The rows are locked first, so two activations at once run one after the other; the
-    database constraint would refuse a second active version anyway. With a remote backend a
-    LoRA adapter version is loaded on the inference server before the commit, and the retired
-    one unloaded later (``serving.served_adapters``).
+    ``version_activating`` goes out first, outside the transaction: with a remote backend the
+    inference server loads a LoRA adapter version then, while no row is locked and no web process
+    can name the version yet (``serving.activation``). Its receivers' remarks (an adapter that
+    did not load) are kept on the activation note. The rows are then locked, so two activations
+    at once run one after the other; the database constraint would refuse a second active
+    version anyway. ``version_activated`` goes out once the change has committed.
     """
+    remarks = "".join(
+        remark for _, remark in version_activating.send(sender=ModelVersion, version=version)
+    )
     with transaction.atomic():
         previous = list(ModelVersion.objects.active().select_for_update())
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        was_retired = locked.status == ModelVersion.Status.RETIRED
         ModelVersion.objects.active().exclude(pk=locked.pk).update(
             status=ModelVersion.Status.RETIRED
         )
-        adapters = switch_served_adapter(locked, retiring=previous[0] if previous else None)
         locked.status = ModelVersion.Status.ACTIVE
         locked.activated_at = timezone.now()
         locked.activated_by = by
-        locked.activation_note = adapters.annotate(note)
+        locked.activation_note = note[: ACTIVATION_NOTE_CHARS - len(remarks)] + remarks
         locked.save(update_fields=["status", "activated_at", "activated_by", "activation_note"])
-        # Other processes see the change within GENERATION_POLL_SECONDS; this one at once.
-        transaction.on_commit(forget_active_version)
-        transaction.on_commit(adapters.after_commit)
+        retired = next((row for row in previous if row.pk != locked.pk), None)
+        transaction.on_commit(
+            lambda: version_activated.send(
+                sender=ModelVersion, version=locked, retired=retired, was_retired=was_retired
+            )
+        )
     version.refresh_from_db()
     return version
 

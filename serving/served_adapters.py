@@ -11,13 +11,16 @@ Ordering: the adapter is loaded *before* the activation commits. Web processes n
 version in their requests at most GENERATION_POLL_SECONDS after the commit, and the server answers
 404 for a name it has not loaded, so loading after the commit (on_commit, a Celery task) would
 make every promotion a window of failed replies as long as the poll interval plus the queue's
-delay. ``activate_version`` therefore calls ``switch_served_adapter`` inside its transaction,
-once the version rows are locked, and no web process can see the new version until the load has
-answered. The lock also orders the load against a delayed unload of the same name
-(``unload_if_retired`` takes the version's row lock), so a rollback to a version whose unload
-is due keeps its adapter. The call is bounded by GENERATION_SERVER_CONNECT_TIMEOUT (a server
-that is down fails at once) and GENERATION_SERVER_READ_TIMEOUT; other activations wait for it,
-readers do not.
+delay. The registry announces the activation before its transaction (``version_activating``,
+``learning.signals``) and ``load_for_activation`` loads the adapter then, with no row locked:
+a slow server holds up that one activation, never another or a reader. The call is bounded by
+GENERATION_SERVER_CONNECT_TIMEOUT (a server that is down fails at once) and
+GENERATION_SERVER_READ_TIMEOUT.
+
+One race is left, and mended: a rollback to a version whose delayed unload falls due during
+that load (``unload_if_retired`` takes the row lock, sees the version not active yet, and
+unloads it). So once a version that had been retired is active again, ``after_activation``
+asks the server whether it still has the adapter and, if not, queues its load.
 
 A failed load does not fail the activation: promoting or rolling back is the gate's or an
 operator's decision, and a down server must not block a rollback. The failure is logged,
@@ -36,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,13 +51,12 @@ from learning.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
-LOAD_TASK = "learning.tasks.load_served_adapter"
-UNLOAD_TASK = "learning.tasks.unload_retired_adapter"
+LOAD_TASK = "serving.tasks.load_served_adapter"
+UNLOAD_TASK = "serving.tasks.unload_retired_adapter"
 
 # Starts the remark on a version's activation note while its adapter is not on the server.
 NOT_LOADED_REMARK = " [inference server: adapter not loaded: "
 NOT_LOADED_REMARK_CHARS = 240
-ACTIVATION_NOTE_CHARS = 500
 
 
 class InferenceServerError(Exception):
@@ -143,71 +144,19 @@ def served_models() -> dict[str, str | None]:
 
 
 def send_task(task: str, args: list, *, countdown: float) -> None:
-    # By name: learning.tasks calls this module, so this module does not import it.
+    # By name: serving.tasks calls this module, so this module does not import it.
     current_app.send_task(task, args=args, countdown=countdown)
 
 
 # --- Activation ---------------------------------------------------------------------------
 
 
-@dataclass
-class AdapterSwitch:
-    """What an activation did on the server, and what is left for after its commit."""
-
-    version_id: int
-    load_failed: str = ""  # why the adapter is not loaded yet ("" when it is, or none is needed)
-    retired_adapter: str = ""  # the name to unload once its streams have ended
-
-    def annotate(self, note: str) -> str:
-        """The activation note, with a remark while the adapter is not on the server."""
-        if not self.load_failed:
-            return note[:ACTIVATION_NOTE_CHARS]
-        remark = (
-            f"{NOT_LOADED_REMARK}{self.load_failed}"[: NOT_LOADED_REMARK_CHARS - 40]
-            + "; retrying, or run sync_served_adapters]"
-        )
-        return note[: ACTIVATION_NOTE_CHARS - len(remark)] + remark
-
-    def after_commit(self) -> None:
-        """Queue the load's retry and the retired adapter's unload (now, with no delay). The
-        activation is committed: a broker or server that is down is logged and retried, and
-        ``sync_served_adapters`` mends whatever is left."""
-        if self.load_failed:
-            self._send(LOAD_TASK, [self.version_id], countdown=5)
-        if not self.retired_adapter:
-            return
-        delay = settings.GENERATION_SERVER_UNLOAD_DELAY
-        if delay > 0:
-            self._send(UNLOAD_TASK, [self.retired_adapter], countdown=delay)
-            return
-        try:
-            unload_if_retired(self.retired_adapter)
-        except InferenceServerUnreachable:
-            self._send(UNLOAD_TASK, [self.retired_adapter], countdown=5)
-        except InferenceServerError as error:
-            logger.error(
-                "unloading adapter %s failed (%s); run `manage.py sync_served_adapters`",
-                self.retired_adapter,
-                error,
-            )
-
-    def _send(self, task: str, args: list, *, countdown: float) -> None:
-        try:
-            send_task(task, args, countdown=countdown)
-        except Exception:  # the broker is down: the activation stands
-            logger.exception(
-                "could not queue %s%s; run `manage.py sync_served_adapters`", task, args
-            )
-
-
-def switch_served_adapter(version: ModelVersion, *, retiring: ModelVersion | None) -> AdapterSwitch:
-    """Load ``version``'s adapter on the server, within the activation's transaction (module
-    docstring: why before the commit), and say what to do with ``retiring`` after it."""
-    switch = AdapterSwitch(version.pk)
+def load_for_activation(version: ModelVersion) -> str:
+    """Load ``version``'s adapter on the server before its activation commits (module docstring:
+    why before). Returns the remark for its activation note: "" when it is loaded or nothing
+    needs loading, else why not, which ``after_activation`` reads to queue a retry."""
     if not runtime_lora_enabled():
-        return switch
-    if retiring is not None and retiring.pk != version.pk and is_adapter(retiring):
-        switch.retired_adapter = retiring.name
+        return ""
     if not is_adapter(version):
         logger.warning(
             "%s is a full-weight checkpoint: the inference server cannot load it at run time. "
@@ -218,20 +167,73 @@ def switch_served_adapter(version: ModelVersion, *, retiring: ModelVersion | Non
             version.checkpoint_path,
             version.name,
         )
-        return switch
+        return ""
     try:
         load_adapter(version.name, adapter_path(version))
     except InferenceServerError as error:
-        switch.load_failed = str(error)
         logger.error(
             "%s is active but its adapter is not loaded on the inference server: %s. A task "
             "retries; `manage.py sync_served_adapters` loads it by hand.",
             version.name,
             error,
         )
-    else:
-        logger.info("inference server loaded adapter %s", version.name)
-    return switch
+        return not_loaded_remark(str(error))
+    logger.info("inference server loaded adapter %s", version.name)
+    return ""
+
+
+def not_loaded_remark(reason: str) -> str:
+    return (
+        f"{NOT_LOADED_REMARK}{reason}"[: NOT_LOADED_REMARK_CHARS - 40]
+        + "; retrying, or run sync_served_adapters]"
+    )
+
+
+def after_activation(
+    version: ModelVersion, retired: ModelVersion | None, *, was_retired: bool = False
+) -> None:
+    """Once the activation has committed: queue the load's retry, and the retired adapter's
+    unload after GENERATION_SERVER_UNLOAD_DELAY (now, with no delay). ``was_retired``: the
+    version had been retired, so its delayed unload may have run during the load (module
+    docstring). A broker or server that is down is logged and retried, and
+    ``sync_served_adapters`` mends whatever is left."""
+    if not runtime_lora_enabled():
+        return
+    if is_adapter(version) and (
+        NOT_LOADED_REMARK in version.activation_note
+        or (was_retired and not _still_served(version.name))
+    ):
+        _send(LOAD_TASK, [version.pk], countdown=5)
+    if retired is None or retired.pk == version.pk or not is_adapter(retired):
+        return
+    delay = settings.GENERATION_SERVER_UNLOAD_DELAY
+    if delay > 0:
+        _send(UNLOAD_TASK, [retired.name], countdown=delay)
+        return
+    try:
+        unload_if_retired(retired.name)
+    except InferenceServerUnreachable:
+        _send(UNLOAD_TASK, [retired.name], countdown=5)
+    except InferenceServerError as error:
+        logger.error(
+            "unloading adapter %s failed (%s); run `manage.py sync_served_adapters`",
+            retired.name,
+            error,
+        )
+
+
+def _still_served(name: str) -> bool:
+    try:
+        return name in served_models()
+    except InferenceServerError:  # cannot tell: the load went through a moment ago
+        return True
+
+
+def _send(task: str, args: list, *, countdown: float) -> None:
+    try:
+        send_task(task, args, countdown=countdown)
+    except Exception:  # the broker is down: the activation stands
+        logger.exception("could not queue %s%s; run `manage.py sync_served_adapters`", task, args)
 
 
 # --- After the activation: retries, unloads, repair -----------------------------------------
@@ -256,7 +258,7 @@ def load_if_active(version_id: int) -> bool:
 
 def unload_if_retired(name: str) -> bool:
     """Unload the adapter served as ``name`` unless its version is active (again): the check
-    and the call hold the version's row lock, as an activation does while it loads."""
+    and the call hold the version's row lock, as the activation's transaction does."""
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().filter(name=name).first()
         if version is not None and version.status == ModelVersion.Status.ACTIVE:

@@ -6,9 +6,10 @@ those below it, never one above:
 1. ``chatbot_site.env``: reading the environment.
 2. ``admin_parts``: admin pieces with no model of their own (charts, filters, inlines).
 3. ``knowledge``: articles, retrieval and the answering layer; torch-free.
-4. the model registry, ``learning.models`` and ``learning.signals``: which version answers is
-   a fact of the database, announced by signals; its tables stay in ``learning`` so that no data
-   migration was needed.
+4. the model registry, ``learning.models``, ``learning.versions`` and ``learning.signals``:
+   which version answers is a fact of the database, changed by ``learning.versions`` and
+   announced by signals that serving receives, so the registry imports no serving code. Its
+   tables stay in ``learning`` so that no data migration was needed.
 5. ``serving``: which model answers and how.
 6. ``conversations``: the chat, handoff and satisfaction.
 7. ``learning``: feedback → examples → update → gate → registry.
@@ -28,7 +29,7 @@ LAYERS = (
     ("chatbot_site.env",),
     ("admin_parts",),
     ("knowledge",),
-    ("learning.models", "learning.signals", "learning.migrations"),
+    ("learning.models", "learning.versions", "learning.signals", "learning.migrations"),
     ("serving",),
     ("conversations",),
     ("learning",),
@@ -152,6 +153,7 @@ def test_it_finds_every_circle():
 def test_the_longest_prefix_decides_the_layer():
     assert layer_of("learning.models") == 3
     assert layer_of("learning.signals") == 3
+    assert layer_of("learning.versions") == 3
     assert layer_of("learning.models_extra") == 6  # a prefix is a whole package or module name
     assert layer_of("learning.tasks") == 6
     assert layer_of("chatbot_site.env") == 0

@@ -18,10 +18,9 @@ from django.core.management.base import CommandError
 from django.db import connections
 from django.utils import timezone
 
-from learning import tasks
 from learning.models import ModelVersion
 from learning.versions import activate_version, promote_version, register_version, rollback
-from serving import served_adapters
+from serving import served_adapters, tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the activation commits: on_commit runs
 
@@ -364,3 +363,44 @@ def test_with_the_server_down_both_the_load_and_the_unload_are_queued_for_retry(
     assert tasks.load_served_adapter(run_2.pk) is True
     assert tasks.unload_retired_adapter("run-1") is True
     assert vllm.loaded.keys() == {"run-2"}
+
+
+def test_a_rollback_that_races_the_delayed_unload_of_its_adapter_loads_it_again(
+    runtime_lora, vllm, base, tmp_path, queued, monkeypatch
+):
+    """The load goes out before the activation's transaction, so the retired adapter's delayed
+    unload can fall due between the two: the activation notices on commit and queues the load."""
+    runtime_lora.GENERATION_SERVER_UNLOAD_DELAY = 120.0
+    run_1 = adapter_version("run-1", base, tmp_path)
+    run_2 = adapter_version("run-2", base, tmp_path)
+    promote_version(run_1)
+    promote_version(run_2)
+    load = served_adapters.load_adapter
+
+    def load_then_the_due_unload_runs(name: str, path: str) -> None:
+        load(name, path)
+        assert tasks.unload_retired_adapter(name) is True  # run-1 is not active yet
+
+    monkeypatch.setattr(served_adapters, "load_adapter", load_then_the_due_unload_runs)
+    rollback(to=ModelVersion.objects.get(pk=run_1.pk))
+
+    assert "run-1" not in vllm.loaded
+    assert (served_adapters.LOAD_TASK, [run_1.pk], 5) in queued
+    monkeypatch.setattr(served_adapters, "load_adapter", load)
+    assert tasks.load_served_adapter(run_1.pk) is True
+    assert "run-1" in vllm.loaded
+
+
+def test_a_plain_rollback_asks_the_server_once_and_queues_nothing_to_load(
+    runtime_lora, vllm, base, tmp_path, queued
+):
+    runtime_lora.GENERATION_SERVER_UNLOAD_DELAY = 120.0
+    run_1 = adapter_version("run-1", base, tmp_path)
+    run_2 = adapter_version("run-2", base, tmp_path)
+    promote_version(run_1)
+    promote_version(run_2)
+
+    rollback(to=ModelVersion.objects.get(pk=run_1.pk))
+
+    assert vllm.calls("GET") == [("models", "")]
+    assert not [task for task in queued if task[0] == served_adapters.LOAD_TASK]
