@@ -19,10 +19,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from conversations import agent_answers, handoff, handoff_events, inbox_views, protocol, services
-from conversations.consumers import CLOSE_FORBIDDEN, UNEXPECTED
+from conversations import agent_answers, handoff, handoff_events, inbox_views, protocol
+from conversations.consumers import CLOSE_FORBIDDEN
 from conversations.protocol import AgentMessageFrame, ProtocolError
-from knowledge import retrieval
+from conversations.replying import UNEXPECTED
+from knowledge import answering, retrieval
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
             return
         found = await retrieval.retrieve(question.text)
         await database_sync_to_async(agent_answers.do_record_agent_answer)(
-            message_id, services.grounding_of(found)
+            message_id, answering.grounding_of(found)
         )
 
     async def _send_transcript(self, conversation_id: Any) -> None:

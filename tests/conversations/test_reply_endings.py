@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 
 from conversations import services
 from conversations.models import Conversation, Message
+from knowledge import answering
 from knowledge.demo.corpus import load_corpus
 from learning.models import ModelVersion
 from learning.versions import activate_version, register_version
@@ -92,7 +93,7 @@ async def test_it_answers_busy_when_the_active_checkpoint_cannot_be_loaded(
     ]
     # An expected failure: one warning line that says why, and no traceback anywhere.
     assert tracebacks(caplog) == []
-    [warning] = [r for r in caplog.records if r.name == "conversations.consumers"]
+    [warning] = [r for r in caplog.records if r.name == "conversations.replying"]
     assert warning.levelno == logging.WARNING
     assert f"reply {start['id']} failed: Cannot load checkpoint" in warning.getMessage()
     await socket.disconnect()
@@ -122,7 +123,7 @@ async def test_it_keeps_the_text_produced_before_a_forward_pass_failed(
     # The engine logged the failed forward pass once, with its traceback; the consumer only
     # says which reply it cost.
     assert [r.name for r in tracebacks(caplog)] == ["serving.engine"]
-    [warning] = [r for r in caplog.records if r.name == "conversations.consumers"]
+    [warning] = [r for r in caplog.records if r.name == "conversations.replying"]
     assert warning.levelno == logging.WARNING
     assert warning.getMessage() == f"reply {reply.pk} failed: Generation failed: device lost"
     await socket.disconnect()
@@ -208,8 +209,8 @@ def test_it_deletes_a_reply_that_failed_before_any_version_answered(pending_repl
 @pytest.mark.parametrize(
     ("text", "declined"),
     [
-        (services.decline_text(person_asked=False, topics=["orders"]), True),
-        (services.decline_text(person_asked=True, topics=["orders"]), True),
+        (answering.decline_text(person_asked=False, topics=["orders"]), True),
+        (answering.decline_text(person_asked=True, topics=["orders"]), True),
         ("Sorry, I can't help with that: I can only answer questions about", True),  # cut short
         ("Sorry, the parcel is late: DHL takes 2-4 days.", False),
         ("Of course! Returns are free within 30 days.", False),

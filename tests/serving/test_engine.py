@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from knowledge.demo.corpus import load_corpus
+from knowledge.prompt import grounded_turns
 from learning.models import ModelVersion
 from learning.versions import activate_version
 from serving import backends, chat_template
@@ -215,7 +216,7 @@ async def test_it_prompts_with_a_grounded_conversation_system_turn_first(
 
     monkeypatch.setattr(chat_template, "prompt_ids", prompt_ids)
     article = {"id": 1, "title": "Delivery time", "text": "2 to 4 days.", "score": 0.8}
-    turns = chat_template.grounded_turns(ask("how long does delivery take"), [article])
+    turns = grounded_turns(ask("how long does delivery take"), [article])
 
     stream = GenerationEngine().stream_reply(ActiveVersion(1, "tiny", str(tiny_checkpoint)), turns)
     await collect(stream)

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from channels.db import database_sync_to_async
 
-from conversations.consumers import BUSY, UNAVAILABLE, wait_for_replies
+from conversations.consumers import wait_for_replies
 from conversations.models import Message
+from conversations.replying import BUSY, UNAVAILABLE
 from serving import backends
 from tests.conversations.chat_sockets import (
     chat_turn,

@@ -1,11 +1,11 @@
-"""`services.decide_reply`: answer from the articles, decline, or answer as before; the decline's
+"""`answering.decide_reply`: answer from the articles, decline, or answer as before; the decline's
 text. The chat over a socket is in test_grounded_replies.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from conversations import services
+from knowledge import answering
 from knowledge.prompt import grounded_turns
 from knowledge.retrieval import NOTHING, Retrieval, RetrievedArticle
 
@@ -26,7 +26,7 @@ def shipping(score: float) -> Retrieval:
 
 
 def test_it_answers_from_the_articles_from_the_threshold_up():
-    plan = services.decide_reply("how much is shipping?", shipping(0.45), QUESTION)
+    plan = answering.decide_reply("how much is shipping?", shipping(0.45), QUESTION)
 
     grounding = [
         {
@@ -36,14 +36,14 @@ def test_it_answers_from_the_articles_from_the_threshold_up():
             "score": 0.45,
         }
     ]
-    assert plan == services.ReplyPlan(
+    assert plan == answering.ReplyPlan(
         turns=grounded_turns(QUESTION, grounding), grounding=grounding
     )
     assert not plan.declined
 
 
 def test_it_declines_below_the_threshold_and_keeps_what_it_was_shown():
-    plan = services.decide_reply("how much is shipping?", shipping(0.449), QUESTION)
+    plan = answering.decide_reply("how much is shipping?", shipping(0.449), QUESTION)
 
     assert plan.declined
     assert plan.turns == QUESTION
@@ -55,42 +55,44 @@ def test_it_declines_below_the_threshold_and_keeps_what_it_was_shown():
     "question", ["Can I speak with someone?", "I want a REAL person!", "please call me"]
 )
 def test_it_declines_a_request_for_a_person_however_well_the_articles_match(question):
-    plan = services.decide_reply(question, shipping(0.99), QUESTION)
+    plan = answering.decide_reply(question, shipping(0.99), QUESTION)
 
     assert plan.declined
     assert plan.decline_text.startswith("Of course: a person from our team can take over.")
 
 
 def test_it_keeps_the_conversation_as_it_is_when_retrieval_is_disabled():
-    plan = services.decide_reply("talk to a person", NOTHING, QUESTION)
+    plan = answering.decide_reply("talk to a person", NOTHING, QUESTION)
 
-    assert plan == services.ReplyPlan(turns=QUESTION, grounding=[])
+    assert plan == answering.ReplyPlan(turns=QUESTION, grounding=[])
     assert not plan.declined
 
 
 def test_the_decline_names_the_topics_it_is_given_else_the_articles_titles():
-    given = services.decide_reply("call me", shipping(0.9), QUESTION, topics=["orders", "returns"])
-    titles = services.decide_reply("call me", shipping(0.9), QUESTION)
+    given = answering.decide_reply("call me", shipping(0.9), QUESTION, topics=["orders", "returns"])
+    titles = answering.decide_reply("call me", shipping(0.9), QUESTION)
 
     assert "questions about orders and returns." in given.decline_text
     assert "questions about Shipping cost." in titles.decline_text
 
 
 def test_the_decline_lists_each_topic_once_and_offers_the_team():
-    text = services.decline_text(person_asked=False, topics=["Shipping", "", "Returns", "Shipping"])
+    text = answering.decline_text(
+        person_asked=False, topics=["Shipping", "", "Returns", "Shipping"]
+    )
 
     assert text == (
         "Sorry, I can't help with that: I can only answer questions about Shipping and Returns. "
         f"If you'd like to talk to a person, our team can take over: {CONTACT}."
     )
-    assert "questions about our shop." in services.decline_text(person_asked=True, topics=[])
+    assert "questions about our shop." in answering.decline_text(person_asked=True, topics=[])
 
 
 def test_with_handoff_on_a_request_for_a_person_says_a_person_will_answer_here(settings):
     settings.HANDOFF_ENABLED = True
 
-    plan = services.decide_reply("Can I speak with someone?", shipping(0.99), QUESTION)
+    plan = answering.decide_reply("Can I speak with someone?", shipping(0.99), QUESTION)
 
     assert plan.person_asked and plan.declined
-    assert plan.decline_text == services.DECLINE_HANDING_OFF
-    assert services.is_decline(plan.decline_text)
+    assert plan.decline_text == answering.DECLINE_HANDING_OFF
+    assert answering.is_decline(plan.decline_text)
