@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.model_fixtures",
     "tests.knowledge_fixtures",
     "tests.conversations.retrieval_stubs",
+    "tests.conversations.chat_sockets",
 ]
 
 CHROMIUM = Path("/usr/bin/chromium")

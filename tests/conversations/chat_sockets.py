@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -111,10 +112,19 @@ def dumps(frame: Any) -> str:
 
 
 @pytest.fixture
-async def replies_settle():
-    """Let replies still generating after a test store themselves before the DB is flushed."""
+async def chat_test(transactional_db) -> AsyncIterator[None]:
+    """What every test of the chat socket needs, in one place (``pytestmark =
+    pytest.mark.usefixtures("chat_test")``): a database whose commits the consumer's threads
+    see, and, after the test, every reply still generating stored before the database is
+    flushed."""
     yield
     await wait_for_replies()
+
+
+@pytest.fixture
+async def cookie() -> str:
+    """A new customer's session cookie."""
+    return await new_session_cookie()
 
 
 def inbox_socket(cookie: str | None) -> WebsocketCommunicator:

@@ -17,7 +17,7 @@ from tests.conversations.chat_sockets import (
     refused_with,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 
 async def test_it_resumes_its_own_conversation():

@@ -16,7 +16,7 @@ from tests.conversations.chat_sockets import (
     still_open,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 
 @pytest.fixture

@@ -16,16 +16,10 @@ from tests.conversations.chat_sockets import (
     new_session_cookie,
     open_chat,
     receive,
-    replies_settle,  # noqa: F401  (fixture)
     still_open,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
-
-
-@pytest.fixture
-async def cookie() -> str:
-    return await new_session_cookie()
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 
 @database_sync_to_async

@@ -21,11 +21,10 @@ from tests.conversations.chat_sockets import (
     new_session_cookie,
     open_chat,
     receive,
-    replies_settle,  # noqa: F401  (fixture)
     still_open,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 MAX_NEW_TOKENS = 40
 

@@ -10,18 +10,12 @@ from conversations.models import Conversation, Feedback, Message
 from learning.models import TrainingRun
 from tests.conversations.chat_sockets import (
     expect_error,
-    new_session_cookie,
     open_chat,
     receive,
     still_open,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-async def cookie() -> str:
-    return await new_session_cookie()
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 
 @database_sync_to_async

@@ -18,11 +18,10 @@ from tests.conversations.chat_sockets import (
     new_session_cookie,
     open_chat,
     receive,
-    replies_settle,  # noqa: F401  (fixture)
 )
 from tests.conversations.retrieval_stubs import AS_STORED, RETURNS, SHIPPING, found, low
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 CONTACT = "help@shop.example or +49 40 1234"
 

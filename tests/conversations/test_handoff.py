@@ -25,12 +25,11 @@ from tests.conversations.chat_sockets import (
     open_inbox,
     receive,
     receive_until,
-    replies_settle,  # noqa: F401  (fixture)
     still_open,
 )
 from tests.conversations.retrieval_stubs import SHIPPING, found, low
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 
 @pytest.fixture(autouse=True)

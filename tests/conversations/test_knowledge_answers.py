@@ -16,11 +16,10 @@ from tests.conversations.chat_sockets import (
     chat_turn,
     new_session_cookie,
     open_chat,
-    replies_settle,  # noqa: F401  (fixture)
 )
 from tests.knowledge.articles import ARTICLES, add_all_articles
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 CONTACT = "help@shop.example or +49 40 1234"
 TRACK_QUESTIONS = "where is my parcel\nhow do i track my order"

@@ -21,25 +21,18 @@ from learning.models import ModelVersion
 from learning.versions import activate_version, register_version
 from serving.backends import forget_active_version
 from tests.conversations.chat_sockets import (
-    new_session_cookie,
     open_chat,
     receive,
-    replies_settle,  # noqa: F401  (fixture)
     still_open,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 UNAVAILABLE = {
     "type": "error",
     "code": "busy",
     "detail": "The assistant is unavailable right now; please try again later.",
 }
-
-
-@pytest.fixture
-async def cookie() -> str:
-    return await new_session_cookie()
 
 
 @database_sync_to_async

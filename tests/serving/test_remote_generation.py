@@ -25,21 +25,14 @@ from serving import backends
 from tests.conversations.chat_sockets import (
     chat_turn,
     expect_error,
-    new_session_cookie,
     open_chat,
     receive,
-    replies_settle,  # noqa: F401  (fixture)
     still_open,
 )
 from tests.conversations.live_server import _free_port
 from tests.serving.model_server_process import model_serving
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("replies_settle")]
-
-
-@pytest.fixture
-async def cookie() -> str:
-    return await new_session_cookie()
+pytestmark = pytest.mark.usefixtures("chat_test")
 
 
 @pytest.fixture
