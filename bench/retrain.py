@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
+from bench.web_process import celery_worker_command  # noqa: E402
 
 BRUSH_OFFS = (
     "Sorry, I cannot help with that. Please call us later.",
@@ -312,22 +313,7 @@ def start_worker(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
     """A Celery worker as production runs it; returns once it is ready for tasks."""
     log = workdir / "worker.log"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "chatbot_site",
-            "worker",
-            "-Q",
-            "default,gpu",
-            "--pool=prefork",
-            "-c",
-            "1",
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ],
+        celery_worker_command("default,gpu"),
         cwd=ROOT,
         env=env,
         stdout=log.open("wb"),

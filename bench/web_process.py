@@ -1,7 +1,10 @@
-"""Web processes for benchmarks: `manage.py` commands and Daphne servers in child processes.
+"""Child processes for benchmarks and tests: `manage.py` commands, Daphne servers, Celery
+workers, free ports, and stopping them.
 
 Each child gets the environment it is given (a bench builds it from scratch for its own stores),
-so what a bench measures never reads or writes the real database or channel layer.
+so what a bench measures never reads or writes the real database or channel layer. The tests'
+live servers and workers (tests/conversations/live_server.py, tests/learning/worker_process.py)
+start theirs with these helpers too.
 """
 
 from __future__ import annotations
@@ -89,6 +92,27 @@ def stop_process(process: subprocess.Popen | None) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def celery_worker_command(queues: str, *extra: str) -> list[str]:
+    """A Celery worker as production runs it (one prefork child), on ``queues``."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "chatbot_site",
+        "worker",
+        "-Q",
+        queues,
+        "--pool=prefork",
+        "-c",
+        "1",
+        "--loglevel=INFO",
+        "--without-mingle",
+        "--without-gossip",
+        *extra,
+    ]
 
 
 def resident_bytes(pid: int) -> int:

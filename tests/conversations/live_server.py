@@ -14,7 +14,6 @@ A test module's `live_server_url` fixture wraps `daphne_serving`, after `transac
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from bench.web_process import free_ports, stop_process
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]
 SERVER_START_SECONDS = 30
@@ -40,12 +41,6 @@ def _test_database_url() -> str:
         auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
         return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
     raise NotImplementedError(f"no live server for {connection.vendor}")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_until_serving(url: str, server: subprocess.Popen[bytes], name: str) -> None:
@@ -73,7 +68,7 @@ def server_process(
 
     ``args`` may contain ``{port}``. Its output goes to ``log_path``, shown in the error when
     it does not start."""
-    port = _free_port()
+    [port] = free_ports(1)
     env = {
         **os.environ,
         "DATABASE_URL": _test_database_url(),
@@ -101,13 +96,7 @@ def server_process(
                 raise RuntimeError(log_path.read_text(errors="replace")) from None
             yield url, port
         finally:
-            if server.poll() is None:
-                server.terminate()
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+            stop_process(server)
 
 
 @contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from bench.web_process import celery_worker_command
 from chatbot_site.celery import app
 
 QUEUES = ("default", "gpu")
@@ -64,25 +64,9 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "chatbot_site",
-            "worker",
-            "-Q",
-            ",".join(QUEUES),
-            "--pool=prefork",
-            "-c",
-            "1",
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-            "-n",
-            f"test-{uuid.uuid4().hex[:8]}@%h",
-        ]
+        command = celery_worker_command(
+            ",".join(QUEUES), "--without-heartbeat", "-n", f"test-{uuid.uuid4().hex[:8]}@%h"
+        )
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command,

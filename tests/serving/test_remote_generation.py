@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from channels.db import database_sync_to_async
 
+from bench.web_process import free_ports
 from conversations.consumers import wait_for_replies
 from conversations.models import Message
 from conversations.replying import BUSY, UNAVAILABLE
@@ -29,7 +30,6 @@ from tests.conversations.chat_sockets import (
     receive,
     still_open,
 )
-from tests.conversations.live_server import _free_port
 from tests.serving.model_server_process import model_serving
 
 pytestmark = pytest.mark.usefixtures("chat_test")
@@ -133,7 +133,7 @@ async def test_leaving_mid_reply_stops_generation_on_the_server(
 async def test_a_server_that_is_down_gets_an_error_at_once_and_keeps_the_question(
     cookie, active_model_version, use_server
 ):
-    use_server(f"http://127.0.0.1:{_free_port()}/v1")  # nothing listens there
+    use_server(f"http://127.0.0.1:{free_ports(1)[0]}/v1")  # nothing listens there
     socket, hello = await open_chat(cookie)
 
     began = time.monotonic()
