@@ -247,12 +247,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a live Daphne server in tests shares the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-chatbot.sqlite3")}
 
-# --- Learning loop (docs/learning.md) --------------------------------------------
+# --- Learning loop (docs/learning-loop.md) --------------------------------------------
 # The base the deployment starts from: smollm2 (the pretrained default, tuned on the knowledge
 # base on a first start), starter (trained from scratch), or a hub id / local path.
 LEARNING_BASE_MODEL = envstr("LEARNING_BASE_MODEL", "smollm2", old="CHATBOT_BASE_MODEL")
 # α: the step size of the task step and of the pull toward θ₀ (5e-5 suits the default base,
-# SmolLM2-135M; the from-scratch starter model learns with 1e-3 and 6 epochs: README).
+# SmolLM2-135M; the from-scratch starter model learns with 1e-3 and 6 epochs:
+# docs/learning-loop.md).
 LEARNING_RATE = envfloat("LEARNING_RATE", 5e-5, minimum=0.0)
 # λ: the strength of the pull toward θ₀ (0 = plain fine-tuning).
 LEARNING_ANCHOR_STRENGTH = envfloat("LEARNING_ANCHOR_STRENGTH", 300.0, minimum=0.0)

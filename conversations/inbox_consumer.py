@@ -7,7 +7,7 @@ inbox socket, on every web process, gets each change (`conversation.updated`, `m
 through the inbox group. An agent's reply is stored, then sent to the customer's conversation
 group, then (after delivery, so that it adds no latency) made a training example when it
 answers a question the bot could not (`agent_answers.do_record_agent_answer`, with the articles
-retrieved for that question). The frames are in DESIGN.md ("Staff inbox").
+retrieved for that question). The frames are in docs/protocol.md ("The staff inbox socket").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the staff inbox shows: its queue's rows, a conversation's transcript, a message.
 
-Plain dicts for the inbox socket's frames (DESIGN.md, "Staff inbox"), read from the database;
-the changes themselves are `conversations.handoff`'s.
+Plain dicts for the inbox socket's frames (docs/protocol.md, "The staff inbox socket"), read
+from the database; the changes themselves are `conversations.handoff`'s.
 """
 
 from __future__ import annotations

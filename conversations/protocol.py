@@ -1,6 +1,6 @@
 """The websocket chat protocol's client frames: decoding, validation and error codes.
 
-See "Websocket protocol" in DESIGN.md (a contract). Every way a frame can be wrong maps to one
+See docs/protocol.md (a contract). Every way a frame can be wrong maps to one
 `ProtocolError(code, detail)` with a fixed detail string; the services raise the same error for
 the refusals they decide (rate limits, a conversation's length, an unknown reply). The consumer
 answers it with its `error` frame and keeps the connection open. Limits are read from settings
@@ -40,8 +40,8 @@ ErrorCode = Literal[
     "conflict",
 ]
 
-# The protocol's version, sent in the `conversation` frame (DESIGN.md). 2 added the handoff to
-# a person: the `handoff` and `csat` client frames, the `status`, `agent_message`,
+# The protocol's version, sent in the `conversation` frame (docs/protocol.md). 2 added the
+# handoff to a person: the `handoff` and `csat` client frames, the `status`, `agent_message`,
 # `csat.request` and `csat.saved` server frames, the `forbidden` and `conflict` error codes.
 PROTOCOL_VERSION = 2
 

@@ -2,7 +2,7 @@
 
 A fixed list of phrases, matched on whole words, case and punctuation ignored ("Can I talk to
 a HUMAN??" matches "talk to a human"; "humanity" matches nothing). The bot then declines and
-offers the team (`conversations.services.decide_reply`). A phrase list, not a model: it is
+offers the team (`knowledge.answering.decide_reply`). A phrase list, not a model: it is
 predictable, staff can read it, and a miss costs little, since the customer can ask again in
 other words and the reply offers the team whenever the bot cannot help.
 """
