@@ -154,6 +154,17 @@ def adapter_version(name: str, base: ModelVersion, tmp_path) -> ModelVersion:
     )
 
 
+def run_1_then_run_2_with_a_delayed_unload(
+    runtime_lora, base: ModelVersion, tmp_path
+) -> tuple[ModelVersion, ModelVersion]:
+    runtime_lora.GENERATION_SERVER_UNLOAD_DELAY = 120.0
+    run_1 = adapter_version("run-1", base, tmp_path)
+    run_2 = adapter_version("run-2", base, tmp_path)
+    promote_version(run_1)
+    promote_version(run_2)
+    return run_1, run_2
+
+
 def closed_port_url() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -212,11 +223,7 @@ def test_it_unloads_the_retired_adapter_once_the_delay_is_over(
 def test_the_unload_waits_for_the_delay_and_spares_a_version_active_again(
     runtime_lora, vllm, base, tmp_path, queued
 ):
-    runtime_lora.GENERATION_SERVER_UNLOAD_DELAY = 120.0
-    run_1 = adapter_version("run-1", base, tmp_path)
-    run_2 = adapter_version("run-2", base, tmp_path)
-    promote_version(run_1)
-    promote_version(run_2)
+    run_1, _ = run_1_then_run_2_with_a_delayed_unload(runtime_lora, base, tmp_path)
 
     assert vllm.calls() == [("load_lora_adapter", "run-1"), ("load_lora_adapter", "run-2")]
     assert queued == [(served_adapters.UNLOAD_TASK, ["run-1"], 120.0)]
@@ -370,11 +377,7 @@ def test_a_rollback_that_races_the_delayed_unload_of_its_adapter_loads_it_again(
 ):
     """The load goes out before the activation's transaction, so the retired adapter's delayed
     unload can fall due between the two: the activation notices on commit and queues the load."""
-    runtime_lora.GENERATION_SERVER_UNLOAD_DELAY = 120.0
-    run_1 = adapter_version("run-1", base, tmp_path)
-    run_2 = adapter_version("run-2", base, tmp_path)
-    promote_version(run_1)
-    promote_version(run_2)
+    run_1, _ = run_1_then_run_2_with_a_delayed_unload(runtime_lora, base, tmp_path)
     load = served_adapters.load_adapter
 
     def load_then_the_due_unload_runs(name: str, path: str) -> None:
@@ -394,11 +397,7 @@ def test_a_rollback_that_races_the_delayed_unload_of_its_adapter_loads_it_again(
 def test_a_plain_rollback_asks_the_server_once_and_queues_nothing_to_load(
     runtime_lora, vllm, base, tmp_path, queued
 ):
-    runtime_lora.GENERATION_SERVER_UNLOAD_DELAY = 120.0
-    run_1 = adapter_version("run-1", base, tmp_path)
-    run_2 = adapter_version("run-2", base, tmp_path)
-    promote_version(run_1)
-    promote_version(run_2)
+    run_1, _ = run_1_then_run_2_with_a_delayed_unload(runtime_lora, base, tmp_path)
 
     rollback(to=ModelVersion.objects.get(pk=run_1.pk))
 
