@@ -13,7 +13,7 @@ directory by default). Each ``--checkpoint`` is activated in turn and asked the 
   example question): the share answered with every fact of the right answer, and the share
   wrongly declined (asking for a person, ``contact_human``, is answered by the decline, which
   gives the team's contact details: it is not counted as wrong);
-- the off-topic questions of ``learning/benchmark/off_topic.json``'s ``evaluation`` list (its
+- the off-topic questions of ``bench/learning/off_topic.json``'s ``evaluation`` list (its
   ``calibration`` list set the decline threshold): the share declined.
 
 Targets (issue #10): ≥ 90% answered with every fact, ≥ 90% of off-topic declined, ≤ 5% of in-scope
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
 
-OFF_TOPIC_PATH = ROOT / "learning" / "benchmark" / "off_topic.json"
+OFF_TOPIC_PATH = ROOT / "bench" / "learning" / "off_topic.json"
 PERSON_INTENT = "contact_human"
 TARGETS = {"answered": 0.90, "off_topic_declined": 0.90, "wrongly_declined": 0.05}
 

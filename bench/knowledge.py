@@ -27,7 +27,7 @@ Quality (--quality). It seeds the knowledge base from the starter corpus as
 ``seed_knowledge_base`` does (one article per intent, its training questions as example
 questions) and asks ``retrieve()`` each of the corpus's held-out ``eval_questions`` (never
 example questions) and the "calibration" list of off-topic questions in
-learning/benchmark/off_topic.json; then the same with the articles' example questions removed
+bench/learning/off_topic.json; then the same with the articles' example questions removed
 (title and text only), side by side. It prints the share of held-out questions whose intent's
 article comes first / among the top 3, the best scores' distribution for both kinds of
 question, and for thresholds from 0.30 to 0.70 the share of held-out questions wrongly declined
@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
 
-OFF_TOPIC_PATH = ROOT / "learning" / "benchmark" / "off_topic.json"
+OFF_TOPIC_PATH = ROOT / "bench" / "learning" / "off_topic.json"
 THRESHOLDS = [round(0.30 + 0.025 * step, 3) for step in range(17)]  # 0.30, 0.325, ... 0.70
 MAX_WRONGLY_DECLINED = 0.05  # the issue's target: at most 5% of in-scope questions declined
 QUALITY_TOP_K = 3

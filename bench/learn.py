@@ -20,7 +20,7 @@ model built on the spot, fewer customers and two configurations.
 A ``--checkpoint`` tuned to answer from the knowledge base (bin/start's default base) is
 measured as it serves: its knowledge base is seeded with the old policies, every question
 retrieves its article (or is declined below the threshold), the off-topic questions of
-``learning/benchmark/off_topic.json`` are asked too, and the ``staff-edit`` configuration edits
+``bench/learning/off_topic.json`` are asked too, and the ``staff-edit`` configuration edits
 the changed articles after round 1. ``--seeds`` repeats everything per seed and prints the
 median and range of each configuration's last changed-held-out share.
 """

@@ -226,7 +226,7 @@ class Server:
         """
         script = (
             "import django; django.setup()\n"
-            "import chatbot_site.asgi, learning.engine\n"
+            "import chatbot_site.asgi, serving.engine\n"
             "from transformers import LlamaForCausalLM\n"
             "for line in open('/proc/self/status'):\n"
             "    if line.startswith(('VmRSS', 'RssAnon')): print(line.split()[1])\n"
