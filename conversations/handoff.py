@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from conversations.models import AgentPresence, Conversation, Message
 from conversations.protocol import ProtocolError
+from knowledge.profile import business_contact, business_hours
 
 Status = Conversation.Status
 Role = Message.Role
@@ -64,8 +65,8 @@ def status_detail(status: str, agent: str | None, *, on_duty: bool) -> str:
             return "A person from our team will answer you here shortly."
         return (
             "A person from our team will answer you here. Nobody is online right now: our "
-            f"hours are {settings.BUSINESS_HOURS}, and we'll reply as soon as we're back. You "
-            f"can also reach us at {settings.BUSINESS_CONTACT}."
+            f"hours are {business_hours()}, and we'll reply as soon as we're back. You "
+            f"can also reach us at {business_contact()}."
         )
     if status == Status.WITH_AGENT:
         return f"{agent or 'A person from our team'} is answering you now."
