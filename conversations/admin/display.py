@@ -12,7 +12,6 @@ from conversations.models import Feedback, Message
 
 RATING_ICONS = {Feedback.Rating.UP: "👍", Feedback.Rating.DOWN: "👎"}
 LIST_TEXT_CHARS = 80
-CHART_DAYS = 14
 
 
 def speaker_label(message: Message) -> str:

@@ -22,7 +22,6 @@ from admin_parts.charts import ShareRow, share_bars_svg
 from admin_parts.filters import YesNoFilter
 from conversations import review
 from conversations.admin.display import (
-    CHART_DAYS,
     LIST_TEXT_CHARS,
     RATING_ICONS,
     conversation_link_html,
@@ -31,6 +30,8 @@ from conversations.admin.display import (
 from conversations.article_proposals import do_propose_edits
 from conversations.handoff import agent_name
 from conversations.models import Feedback, Message
+
+CHART_DAYS = 14
 
 
 class SourceFilter(admin.SimpleListFilter):
