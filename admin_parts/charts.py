@@ -382,3 +382,76 @@ def series_lines_svg(
         legend=format_html_join("", "{}", ((item,) for item in legend)),
         lines=format_html_join("", "{}", ((item,) for item in lines)),
     )
+
+
+def threshold_tradeoff_svg(
+    curve: Sequence[Sequence[float]],
+    chosen: float,
+    *,
+    width: int = 520,
+    height: int = 200,
+) -> SafeString:
+    """Two rates against the decline threshold, the chosen one marked: the share of in-scope
+    questions declined (rises with it) and of off-topic questions answered (falls with it).
+
+    ``curve``: [threshold, in-scope declined, off-topic answered] rows, thresholds increasing.
+    """
+    if len(curve) < 2:
+        return format_html('<p class="help">{}</p>', "No calibration yet.")
+    pad_left, pad_right, pad_top, pad_bottom = 40, 12, 12, 34
+    inner_w, inner_h = width - pad_left - pad_right, height - pad_top - pad_bottom
+    low, high = curve[0][0], curve[-1][0]
+
+    def x(threshold: float) -> float:
+        return pad_left + inner_w * (threshold - low) / ((high - low) or 1.0)
+
+    def y(share: float) -> float:
+        return pad_top + inner_h * (1 - share)
+
+    declined = " ".join(f"{x(t):.1f},{y(d):.1f}" for t, d, _ in curve)
+    answered = " ".join(f"{x(t):.1f},{y(a):.1f}" for t, _, a in curve)
+    at = min(curve, key=lambda row: abs(row[0] - chosen))
+    description = (
+        f"At the threshold {chosen:.3f}, {at[1]:.1%} of in-scope questions are declined and "
+        f"{at[2]:.1%} of off-topic questions answered. A higher threshold declines more of both."
+    )
+    return format_html(
+        '<svg role="img" aria-labelledby="{id}-t {id}-d" width="{w}" height="{h}" '
+        'viewBox="0 0 {w} {h}" class="chart" style="background:#fff;border:1px solid #ccc;'
+        'border-radius:4px">'
+        '<title id="{id}-t">Decline threshold: what it trades off</title>'
+        '<desc id="{id}-d">{description}</desc>'
+        '<text x="4" y="{top_label}" font-size="10" fill="#374151">100%</text>'
+        '<text x="4" y="{base}" font-size="10" fill="#374151">0%</text>'
+        '<line x1="{pl}" y1="{base}" x2="{right}" y2="{base}" stroke="#bbb"/>'
+        '<text x="{pl}" y="{axis}" font-size="10" fill="#374151">{low}</text>'
+        '<text x="{right}" y="{axis}" font-size="10" fill="#374151" text-anchor="end">{high}'
+        "</text>"
+        '<polyline fill="none" stroke="#b45309" stroke-width="1.8" points="{declined}"/>'
+        '<polyline fill="none" stroke="#1d4ed8" stroke-width="1.8" stroke-dasharray="5 3" '
+        'points="{answered}"/>'
+        '<line x1="{cx}" y1="{pt}" x2="{cx}" y2="{base}" stroke="#111827" stroke-width="1.2"/>'
+        '<text x="{cx}" y="{axis}" font-size="10" fill="#111827" text-anchor="middle">{chosen}'
+        "</text>"
+        '<text x="{pl}" y="{legend}" font-size="10" fill="#b45309">— in-scope declined</text>'
+        '<text x="{legend_x}" y="{legend}" font-size="10" fill="#1d4ed8">- - off-topic answered'
+        "</text></svg>",
+        id=_chart_id(f"threshold-{chosen}"),
+        w=width,
+        h=height,
+        description=description,
+        top_label=pad_top + 4,
+        base=pad_top + inner_h,
+        pl=pad_left,
+        pt=pad_top,
+        right=width - pad_right,
+        axis=pad_top + inner_h + 12,
+        legend=height - 4,
+        legend_x=pad_left + 150,
+        low=f"{low:.2f}",
+        high=f"{high:.2f}",
+        declined=declined,
+        answered=answered,
+        cx=f"{x(chosen):.1f}",
+        chosen=f"{chosen:.3f}",
+    )

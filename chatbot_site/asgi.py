@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP goes to Django, websockets to the chat consumer.
+"""ASGI entry point: HTTP goes to Django, websockets to the chat and inbox consumers.
 
 get_asgi_application() must run before anything imports models or consumers.
 """
@@ -12,15 +12,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Each route checks the browser's Origin itself (conversations/routing.py): the chat
+        # socket admits ALLOWED_HOSTS and CHAT_ALLOWED_ORIGINS, the inbox ALLOWED_HOSTS only.
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

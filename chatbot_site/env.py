@@ -11,7 +11,10 @@ silently drop an operator's configuration.
 from __future__ import annotations
 
 import os
+import re
 import warnings
+from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -96,11 +99,45 @@ def _check_bounds(name: str, value: float, minimum: float | None, maximum: float
         raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
 
 
-def envlist(name: str, default: list[str], *, old: str | None = None) -> list[str]:
+def envlist(
+    name: str,
+    default: list[str],
+    *,
+    old: str | None = None,
+    item: Callable[[str, str], str] | None = None,
+) -> list[str]:
+    """A comma-separated list; ``item(name, value)`` checks and normalizes each entry."""
     raw = _raw(name, old)
-    if raw is None:
-        return list(default)
-    return [item.strip() for item in raw.split(",") if item.strip()]
+    values = list(default) if raw is None else [v.strip() for v in raw.split(",") if v.strip()]
+    return values if item is None else [item(name, value) for value in values]
+
+
+def web_origin(name: str, value: str) -> str:
+    """``value`` as a browser writes an Origin header: ``scheme://host[:port]``, http or https,
+    lower-case, without a default port; anything else (a path, a wildcard) is refused."""
+    error = ImproperlyConfigured(
+        f"{name}: {value!r} is not an origin such as https://shop.example.com "
+        "(a scheme, a host and an optional port; no path, no wildcard)"
+    )
+    parts = urlsplit(value.strip().lower())
+    try:
+        port = parts.port
+    except ValueError:
+        raise error from None
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in ("http", "https")
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or not re.fullmatch(r"[a-z0-9.-]+|[0-9a-f:]+", host)
+    ):
+        raise error
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default_port) else "")
 
 
 def envchoice(name: str, default: str, choices: tuple[str, ...], *, old: str | None = None) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from chatbot_site.env import envbool, envchoice, envfloat, envint, envlist, envstr
+from chatbot_site.env import envbool, envchoice, envfloat, envint, envlist, envstr, web_origin
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
@@ -154,19 +154,23 @@ ADMIN_EMAIL = envstr("ADMIN_EMAIL", "")
 ADMIN_PASSWORD = envstr("ADMIN_PASSWORD", "")
 
 # --- Business profile (knowledge/profile.py) -------------------------------------
-# Who the bot speaks for: named in every grounded prompt, in declines and in the handoff texts.
-# The defaults are the demo shop's (knowledge/demo/); set your own.
-BUSINESS_NAME = envstr("BUSINESS_NAME", "Northwind Outfitters")
+# Who the bot speaks for. Staff edit the profile in the admin; these fill the fields it leaves
+# blank (and a blank one here, a neutral text). The demo's knowledge base brings its own.
+BUSINESS_NAME = envstr("BUSINESS_NAME", "")
+# What the bot calls itself in the chat and the widget.
+BUSINESS_ASSISTANT_NAME = envstr("BUSINESS_ASSISTANT_NAME", "")
 # How customers reach a person: named in declines (and when no agent is on duty).
-BUSINESS_CONTACT = envstr(
-    "BUSINESS_CONTACT",
-    "support@northwind-outfitters.example or +49 40 555 0199, Mon-Fri 8:00-18:00",
-    old="SUPPORT_CONTACT",
-)
+BUSINESS_CONTACT = envstr("BUSINESS_CONTACT", "", old="SUPPORT_CONTACT")
 # Shown to a customer waiting for a person when no agent has the inbox open.
-BUSINESS_HOURS = envstr("BUSINESS_HOURS", "Mon-Fri 8:00-18:00 (Hamburg time)", old="SUPPORT_HOURS")
+BUSINESS_HOURS = envstr("BUSINESS_HOURS", "", old="SUPPORT_HOURS")
+# The chat's first message.
+BUSINESS_GREETING = envstr("BUSINESS_GREETING", "")
+# What the bot helps with, as declines name it; blank: the knowledge base's topics.
+BUSINESS_HELPS_WITH = envstr("BUSINESS_HELPS_WITH", "")
+# The brand colour of the chat page and the widget (#rrggbb).
+BUSINESS_COLOUR = envstr("BUSINESS_COLOUR", "")
 
-# --- Chat (websocket limits, prompt history) ----------------------------------------
+# --- Chat (websocket limits, prompt history, the widget) -------------------------------
 CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1)
 CHAT_MAX_FRAME_BYTES = envint("CHAT_MAX_FRAME_BYTES", 16384, minimum=256)
 CHAT_MAX_COMMENT_CHARS = envint("CHAT_MAX_COMMENT_CHARS", 2000, minimum=1)
@@ -176,6 +180,10 @@ CHAT_MAX_CONVERSATION_MESSAGES = envint("CHAT_MAX_CONVERSATION_MESSAGES", 200, m
 # Earlier turns a grounded prompt keeps before the customer's last message (0: none). SmolLM2-135M
 # tuned on single questions copies its earlier replies' wording when shown them.
 CHAT_HISTORY_TURNS = envint("CHAT_HISTORY_TURNS", 0, minimum=0, old="GROUNDED_HISTORY_TURNS")
+# Other sites that may embed the chat widget (docs/widget.md), as origins (https://shop.example.com):
+# they may frame /widget/, read /widget/config.json and open the chat socket. Empty: only this
+# site itself (the chat socket also admits ALLOWED_HOSTS, as before).
+CHAT_ALLOWED_ORIGINS = envlist("CHAT_ALLOWED_ORIGINS", [], item=web_origin)
 
 # --- Handoff to a person (docs/handoff.md) -------------------------------------------
 # On: a customer who asks for a person, or whom the bot declined twice in a row, waits for an
@@ -198,10 +206,17 @@ KNOWLEDGE_TOP_K = envint("KNOWLEDGE_TOP_K", 1, minimum=1)
 # several close example questions outrank one slightly closer; 0 ranks by the nearest vector
 # alone. The score shown and compared with KNOWLEDGE_MIN_SCORE stays the nearest vector's.
 KNOWLEDGE_RANK_TEMPERATURE = envfloat("KNOWLEDGE_RANK_TEMPERATURE", 0.1, minimum=0.0)
-# Below this cosine similarity of the best article the bot declines instead of guessing
-# (calibrated for MiniLM with example questions: bench/knowledge.py --quality).
+# Below this cosine similarity of the best article the bot declines instead of guessing, until
+# the knowledge base is calibrated: then its own calibrated threshold (knowledge/calibration.py,
+# after every import and at the first start), or staff's override in the business profile.
 KNOWLEDGE_MIN_SCORE = envfloat("KNOWLEDGE_MIN_SCORE", 0.575, minimum=-1.0, maximum=1.0)
 KNOWLEDGE_POLL_SECONDS = envfloat("KNOWLEDGE_POLL_SECONDS", 5.0, minimum=0.0)
+# A generated reply that loops, declines in its own words or says what its articles do not
+# (knowledge/faithfulness.py) is replaced by: "article" (the best article's text), "decline"
+# (the rules' decline), or "off" (sent as written).
+KNOWLEDGE_GUARD_FALLBACK = envchoice(
+    "KNOWLEDGE_GUARD_FALLBACK", "article", ("article", "decline", "off")
+)
 
 # --- Generation: the engine and the backend (docs/serving.md) -------------------------
 GENERATION_MAX_NEW_TOKENS = envint("GENERATION_MAX_NEW_TOKENS", 96, minimum=1)
@@ -251,6 +266,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # The base the deployment starts from: smollm2 (the pretrained default, tuned on the knowledge
 # base on a first start), starter (trained from scratch), or a hub id / local path.
 LEARNING_BASE_MODEL = envstr("LEARNING_BASE_MODEL", "smollm2", old="CHATBOT_BASE_MODEL")
+# After an import changed the knowledge base, queue a run that tunes the pretrained base for it
+# (learning/knowledge_tuning.py: promoted only when it answers held-out questions as well).
+LEARNING_TUNE_AFTER_IMPORT = envbool("LEARNING_TUNE_AFTER_IMPORT", True)
 # α: the step size of the task step and of the pull toward θ₀ (5e-5 suits the default base,
 # SmolLM2-135M; the from-scratch starter model learns with 1e-3 and 6 epochs:
 # docs/learning-loop.md).

@@ -32,6 +32,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from conversations import handoff, handoff_events, protocol, replying, satisfaction, services
+from conversations.owner_tokens import session_from_owner_token
 from conversations.protocol import ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.feedback_times: deque[float] = deque()
         await self.accept()
         try:
-            self.owner = await self._resolve_owner()
             query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+            self.owner = await self._resolve_owner(query.get("owner", [None])[0])
             requested = query.get("conversation", [None])[0]
             conversation = await database_sync_to_async(services.do_open_conversation)(
                 self.owner, requested
@@ -206,8 +207,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- plumbing -----------------------------------------------------------------------
 
     @database_sync_to_async
-    def _resolve_owner(self) -> services.Owner:
-        return services.resolve_owner(self.scope.get("user"), self.scope["session"])
+    def _resolve_owner(self, owner_token: str | None) -> services.Owner:
+        """The user, else the anonymous session: the embedded chat's token's (no cookie reaches
+        a frame on another site), or the cookie's."""
+        user = self.scope.get("user")
+        session = session_from_owner_token(owner_token, user)
+        return services.resolve_owner(user, self.scope["session"] if session is None else session)
 
     async def _send_error(self, error: ProtocolError) -> None:
         await self._send_frame(error.as_frame())

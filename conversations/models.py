@@ -129,6 +129,20 @@ class Message(models.Model):
         help_text="The knowledge-base articles the reply was written from, as they were shown: "
         '[{"id", "title", "text", "score"}], best first; training rebuilds the prompt from them.',
     )
+    guard = models.CharField(
+        max_length=20,
+        choices=[
+            ("repetition", "Repeated itself"),
+            ("model_decline", "Declined in its own words"),
+            ("unsupported", "Said what its articles do not"),
+        ],
+        blank=True,
+        help_text="Why the faithfulness guard replaced what the model wrote (knowledge/"
+        "faithfulness.py); blank: sent as written.",
+    )
+    generated_text = models.TextField(
+        blank=True, help_text="What the model wrote, when the guard replaced it."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     objects = MessageQuerySet.as_manager()

@@ -28,7 +28,7 @@ from channels.db import database_sync_to_async
 from conversations import handoff, handoff_events, services
 from conversations.models import Message
 from conversations.protocol import ProtocolError
-from knowledge import answering, retrieval
+from knowledge import answering, faithfulness, retrieval
 from knowledge.profile import business_contact
 from serving import backends
 from serving.generation import ActiveVersion, EngineBusy
@@ -116,9 +116,13 @@ class Reply:
             result = stream.result
             if result.error is not None:
                 logger.warning("reply %s failed: %s", bot_message_id, result.error)
+            sent = _guarded(result.text, plan, found, finished=result.error is None)
             ending = await database_sync_to_async(services.do_end_reply)(
                 bot_message_id,
-                text=result.text,
+                text=sent.text,
+                guard=sent.reason,
+                generated_text=result.text if sent.reason else "",
+                declined=sent.declined,
                 finish_reason=result.finish_reason,
                 model_version_id=result.model_version_id,
                 token_count=result.token_count,
@@ -131,7 +135,7 @@ class Reply:
                 yield {
                     "type": "bot_message.end",
                     "id": bot_message_id,
-                    "text": result.text,
+                    "text": sent.text,
                     "model_version": version.name,
                 }
                 async for frame in _hand_off_if_due(self.conversation_id):  # the model declines too
@@ -179,6 +183,20 @@ async def _hand_off_if_due(
         reason = handoff.Conversation.HandoffReason.DECLINES
     async for frame in hand_off(conversation_id, reason):
         yield frame
+
+
+def _guarded(
+    generated: str, plan: answering.ReplyPlan, found: retrieval.Retrieval, *, finished: bool
+) -> faithfulness.GuardedReply:
+    """What the customer gets for the model's finished reply (``knowledge.faithfulness``); a
+    failed one is kept as it is."""
+    is_decline = answering.is_decline(generated)
+    if not finished:
+        return faithfulness.GuardedReply(generated, "", is_decline)
+    decline = answering.decline_text(person_asked=False, topics=answering.decline_topics(found))
+    return faithfulness.guard_reply(
+        generated, plan.grounding, is_decline=is_decline, decline_text=decline
+    )
 
 
 def _whole_reply_frames(bot_message_id: int, text: str) -> list[Frame]:

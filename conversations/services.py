@@ -290,6 +290,8 @@ def do_end_reply(
     generation_ms: float | None = None,
     grounding: list[dict[str, Any]] | None = None,
     declined: bool = False,
+    guard: str = "",
+    generated_text: str = "",
 ) -> ReplyEnding:
     """Fill in the pending reply row once its generation has ended, however it ended.
 
@@ -298,7 +300,8 @@ def do_end_reply(
     keeps it as an error. Counts and timings are None when the reply ended before the engine
     took it (no active version, the engine busy, an unexpected failure). `grounding` is the
     articles the reply was written from (ReplyPlan.grounding). A reply that the model wrote as
-    a decline is recorded as declined, as the rules' declines are.
+    a decline is recorded as declined, as the rules' declines are. `guard` says why the
+    faithfulness guard replaced `generated_text`, what the model wrote, by `text`.
     """
     reply = Message.objects.filter(pk=bot_message_id, role=Role.ASSISTANT, finish_reason="")
     failed = finish_reason == Message.FinishReason.ERROR
@@ -314,6 +317,8 @@ def do_end_reply(
         generation_ms=generation_ms,
         grounding=grounding or [],
         declined=declined or is_decline(text),
+        guard=guard,
+        generated_text=generated_text,
     )
     return ReplyEnding.FAILED if failed else ReplyEnding.FINISHED
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
@@ -5,6 +7,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from conversations.models import Feedback
+from knowledge.profile import current_profile
 
 # The survey after a person closed the conversation: Satisfaction.score's 1 to 5, worded.
 SATISFACTION_SCORES = [
@@ -16,21 +19,23 @@ SATISFACTION_SCORES = [
 ]
 
 
+def chat_context() -> dict[str, Any]:
+    """What the chat's template needs, on the chat page and in the widget's frame."""
+    return {
+        "reasons": Feedback.Reason.choices,
+        "satisfaction_scores": SATISFACTION_SCORES,
+        "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "max_comment_chars": settings.CHAT_MAX_COMMENT_CHARS,
+        "profile": current_profile(),
+    }
+
+
 @ensure_csrf_cookie
 def chat_page(request: HttpRequest) -> HttpResponse:
     """The chat page. Makes sure the browser has a session: it owns the conversations."""
     if request.session.session_key is None:
         request.session.save()
-    return render(
-        request,
-        "conversations/chat.html",
-        {
-            "reasons": Feedback.Reason.choices,
-            "satisfaction_scores": SATISFACTION_SCORES,
-            "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
-            "max_comment_chars": settings.CHAT_MAX_COMMENT_CHARS,
-        },
-    )
+    return render(request, "conversations/chat.html", chat_context())
 
 
 @staff_member_required
@@ -41,5 +46,9 @@ def inbox_page(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "conversations/inbox.html",
-        {"ws_path": "/ws/inbox/", "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS},
+        {
+            "ws_path": "/ws/inbox/",
+            "max_message_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+            "profile": current_profile(),
+        },
     )

@@ -17,7 +17,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from admin_parts.inlines import ReadOnlyPartInline
-from knowledge.models import ArticleProposal, ArticleRevision, KnowledgeArticle
+from knowledge.article_import_admin import ArticleImportAdminMixin
+from knowledge.models import ArticleProposal, ArticleRevision, BusinessProfile, KnowledgeArticle
 from knowledge.proposals import do_accept_proposal, do_dismiss_proposals
 from knowledge.services import KnowledgeError, do_embed_articles, do_save_article
 
@@ -57,8 +58,11 @@ class KnowledgeArticleForm(forms.ModelForm):
 
 
 @admin.register(KnowledgeArticle)
-class KnowledgeArticleAdmin(admin.ModelAdmin):
+class KnowledgeArticleAdmin(ArticleImportAdminMixin, admin.ModelAdmin):
+    """Articles; importing and exporting them is ``ArticleImportAdminMixin``'s."""
+
     form = KnowledgeArticleForm
+    change_list_template = "admin/knowledge/knowledgearticle/change_list.html"
     list_display = ["title", "topic", "short_text", "is_active", "embedded", "updated_at"]
     list_filter = ["topic", "is_active", "updated_at"]
     list_select_related = ["updated_by"]
@@ -71,7 +75,7 @@ class KnowledgeArticleAdmin(admin.ModelAdmin):
         ("History", {"fields": ["updated_by", "updated_at", "created_at", "embedded"]}),
     ]
     inlines = [RevisionInline]
-    actions = ["embed_again"]
+    actions = ["embed_again", "export_selected"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[KnowledgeArticle]:
         return super().get_queryset(request).defer("embedding")
@@ -181,3 +185,8 @@ class ArticleProposalAdmin(admin.ModelAdmin):
                 for row in rows
             ),
         ) or format_html("{}", "none")
+
+
+from knowledge.profile_admin import BusinessProfileAdmin  # noqa: E402
+
+admin.site.register(BusinessProfile, BusinessProfileAdmin)

@@ -6,7 +6,8 @@ fixed texts; it stores nothing and runs no model.
 
 With no knowledge base (retrieval disabled) the bot answers from the conversation alone.
 Otherwise it declines when the customer asks for a person (``knowledge.person_request``) or
-when the best article scores below KNOWLEDGE_MIN_SCORE: no model runs, the reply is a fixed
+when the best article scores below the decline threshold (``knowledge.calibration``,
+calibrated on the knowledge base): no model runs, the reply is a fixed
 text that says what the bot can help with and how to reach the team (``knowledge.profile``).
 Else the model answers from a prompt that starts with the articles
 (``knowledge.prompt.grounded_turns``).
@@ -20,8 +21,9 @@ from typing import Any
 
 from django.conf import settings
 
+from knowledge.calibration import min_score
 from knowledge.person_request import asks_for_a_person
-from knowledge.profile import business_contact
+from knowledge.profile import current_profile
 from knowledge.prompt import grounded_turns
 from knowledge.retrieval import Retrieval
 
@@ -64,10 +66,14 @@ class ReplyPlan:
 
 
 def decline_text(*, person_asked: bool, topics: Sequence[str]) -> str:
-    """The decline's text: what the bot can help with (`topics`), and the team's contact."""
+    """The decline's text: what the bot can help with (the profile's words for it, else
+    `topics`), and the team's contact."""
+    profile = current_profile()
     names = list(dict.fromkeys(topic for topic in topics if topic))  # unique, in order
-    if not names:
-        listed = "our shop"
+    if profile.helps_with:
+        listed = profile.helps_with
+    elif not names:
+        listed = "what our help articles cover"
     elif len(names) == 1:
         listed = names[0]
     else:
@@ -75,7 +81,7 @@ def decline_text(*, person_asked: bool, topics: Sequence[str]) -> str:
     if person_asked and settings.HANDOFF_ENABLED:
         return DECLINE_HANDING_OFF
     template = DECLINE_PERSON_ASKED if person_asked else DECLINE_OFF_TOPIC
-    return template.format(topics=listed, contact=business_contact())
+    return template.format(topics=listed, contact=profile.contact)
 
 
 def is_decline(text: str) -> bool:
@@ -85,9 +91,10 @@ def is_decline(text: str) -> bool:
 
 
 def decline_topics(retrieval: Retrieval) -> list[str]:
-    """What a decline says the bot can help with: the knowledge base's topics, or without any,
-    the titles of the articles retrieved."""
-    return list(retrieval.topics) or [article.title for article in retrieval.articles]
+    """What a decline says the bot can help with: the knowledge base's topics (without any, the
+    decline says "what our help articles cover": the titles of the articles retrieved are
+    often questions themselves, and never a list of what the bot knows)."""
+    return list(retrieval.topics)
 
 
 def grounding_of(retrieval: Retrieval) -> list[dict[str, Any]]:
@@ -109,15 +116,15 @@ def decide_reply(
 
     Retrieval disabled: the conversation as it is, nothing shown. Otherwise the bot declines
     when the customer asks for a person, whatever the articles' scores, or when the best one
-    scores below KNOWLEDGE_MIN_SCORE. The decline names `topics`, what the bot can help with;
-    by default the knowledge base's topics (or, without any, the titles of the articles
-    retrieved).
+    scores below the threshold in force (`retrieval.min_score`). The decline names `topics`,
+    what the bot can help with; by default the knowledge base's topics.
     """
     if not retrieval.enabled:
         return ReplyPlan(turns=turns, grounding=[])
     grounding = grounding_of(retrieval)
     person_asked = asks_for_a_person(question)
-    if person_asked or retrieval.best_score < settings.KNOWLEDGE_MIN_SCORE:
+    threshold = min_score() if retrieval.min_score is None else retrieval.min_score
+    if person_asked or retrieval.best_score < threshold:
         topics = decline_topics(retrieval) if topics is None else topics
         text = decline_text(person_asked=person_asked, topics=topics)
         return ReplyPlan(

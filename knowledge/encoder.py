@@ -23,6 +23,7 @@ from django.conf import settings
 
 MAX_TOKENS = 256  # MiniLM's max_seq_length (sentence_bert_config.json); longer text is cut
 BATCH_SIZE = 32
+TOKEN_COUNT_CHUNK = 1024
 FINGERPRINT_CHUNKS = 16
 FINGERPRINT_CHUNK_BYTES = 64 * 1024
 
@@ -52,6 +53,20 @@ class SentenceEncoder:
         if not rows:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.concatenate(rows)
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each text is encoded as (cut at ``max_tokens``): what encoding it
+        costs, so that a caller can batch texts of equal length together and pad little."""
+        counts: list[int] = []
+        for start in range(0, len(texts), TOKEN_COUNT_CHUNK):
+            with self._tokenizer_lock:  # held a chunk at a time: retrieval waits little
+                batch = self.tokenizer(
+                    list(texts[start : start + TOKEN_COUNT_CHUNK]),
+                    truncation=True,
+                    max_length=self.max_tokens,
+                )
+            counts += [len(ids) for ids in batch["input_ids"]]
+        return counts
 
     def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
         import torch

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 EMBEDDING_DTYPE = np.dtype("<f4")  # float32, little-endian on every machine
@@ -72,6 +73,13 @@ class KnowledgeArticle(models.Model):
     is_active = models.BooleanField(
         default=True, help_text="Only active articles are searched and shown to the bot."
     )
+    external_id = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The article's id in the system it was imported from (import_knowledge "
+        "matches on it); blank for articles written here.",
+    )
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -90,6 +98,13 @@ class KnowledgeArticle(models.Model):
 
     class Meta:
         ordering = ["topic", "title", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=~models.Q(external_id=""),
+                name="unique_article_external_id",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -174,3 +189,87 @@ class ArticleProposal(models.Model):
 
     def __str__(self) -> str:
         return f"New text for “{self.article.title}”"
+
+
+HEX_COLOUR = RegexValidator(r"^#[0-9a-fA-F]{6}$", "A colour as #rrggbb, e.g. #1f6feb.")
+
+
+class BusinessProfile(models.Model):
+    """Who the bot speaks for, as staff edit it in the admin: one row (``knowledge.profile``).
+
+    Every text that names the business reads it: the chat page and the widget, the grounded
+    prompt, the declines and the handoff messages. A field left blank falls back to its setting
+    (BUSINESS_*).
+    """
+
+    business_name = models.CharField(max_length=200, blank=True)
+    assistant_name = models.CharField(
+        max_length=100, blank=True, help_text="What the bot calls itself in the chat."
+    )
+    contact = models.CharField(
+        max_length=300, blank=True, help_text="How customers reach a person: e-mail, phone."
+    )
+    hours = models.CharField(
+        max_length=200, blank=True, help_text="When the team answers, told to waiting customers."
+    )
+    greeting = models.TextField(blank=True, help_text="The chat's first message.")
+    helps_with = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="What the bot helps with, as declines name it; blank: the knowledge base's "
+        "topics.",
+    )
+    colour = models.CharField(
+        max_length=7,
+        blank=True,
+        validators=[HEX_COLOUR],
+        help_text="The brand colour of the chat page and the widget, as #rrggbb.",
+    )
+    min_score_override = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(-1.0), MaxValueValidator(1.0)],
+        help_text="Decline below this retrieval score instead of the calibrated threshold; "
+        "blank: the calibrated one.",
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "business profile"
+        verbose_name_plural = "business profile"
+
+    def __str__(self) -> str:
+        return self.business_name or "Business profile"
+
+
+class ThresholdCalibration(models.Model):
+    """The decline threshold measured on the knowledge base (``knowledge.calibration``).
+
+    Each article's example questions, each asked as if it were not stored, against a shipped
+    list of off-topic questions: below the threshold the bot declines, so a higher one declines
+    more in-scope questions and a lower one answers more off-topic ones. ``curve`` keeps both
+    rates at every candidate threshold, for the admin's chart.
+    """
+
+    encoder = models.CharField(max_length=200)
+    threshold = models.FloatField()
+    in_scope_declined = models.FloatField(help_text="Share of example questions declined.")
+    off_topic_answered = models.FloatField(help_text="Share of off-topic questions answered.")
+    in_scope_count = models.PositiveIntegerField()
+    off_topic_count = models.PositiveIntegerField()
+    article_count = models.PositiveIntegerField()
+    curve = models.JSONField(
+        default=list,
+        help_text="[threshold, in-scope declined, off-topic answered] at each candidate threshold.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = "created_at"
+
+    def __str__(self) -> str:
+        return f"{self.threshold:.3f} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from knowledge.calibration import min_score
 from knowledge.encoder import get_encoder
 from knowledge.index import knowledge_index
 
@@ -47,6 +48,9 @@ class Retrieval:
     enabled: bool
     # The topics of the knowledge base's active articles: what the bot can help with.
     topics: tuple[str, ...] = ()
+    # The decline threshold in force when it was retrieved (``knowledge.calibration``); None:
+    # the one in force when the reply is decided.
+    min_score: float | None = None
 
 
 NOTHING = Retrieval(articles=(), best_score=0.0, enabled=False)
@@ -107,7 +111,13 @@ def _retrieve_now(question: str, k: int, *, skip_identical: bool = False) -> Ret
         for i, score in ranked
     )
     # The decline threshold was calibrated on the best article's score, whichever ranks first.
-    return Retrieval(articles=found, best_score=best_score, enabled=True, topics=articles.topics)
+    return Retrieval(
+        articles=found,
+        best_score=best_score,
+        enabled=True,
+        topics=articles.topics,
+        min_score=min_score(),  # read here, off the event loop (knowledge.polled)
+    )
 
 
 def _retrieval_executor() -> ThreadPoolExecutor:

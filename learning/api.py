@@ -11,16 +11,20 @@ from django.views.decorators.http import require_GET, require_http_methods
 from learning import runs
 from learning.models import ModelVersion, TrainingRun
 from learning.permissions import OPERATE, can_operate
+from learning.run_progress import phase, seconds_left
 
 
 def run_as_json(run: TrainingRun) -> dict[str, Any]:
     return {
         "id": run.pk,
+        "kind": run.kind,
         "status": run.status,
+        "phase": phase(run),
         "trigger": run.trigger,
         "step": run.step,
         "total_steps": run.total_steps,
         "loss": run.loss_history[-1] if run.loss_history else None,
+        "seconds_left": seconds_left(run),
         "example_counts": run.example_counts,
         "hyperparameters": run.hyperparameters,
         "metrics_before": run.metrics_before,

@@ -1,32 +1,37 @@
-"""The pretrained base, fine-tuned once for the task: answer from the articles, else decline.
+"""The pretrained base, fine-tuned for the business's knowledge base: answer from the article
+shown, else decline.
 
-A pretrained chat model (SmolLM2) knows English, not the shop: given the retrieved articles it
-paraphrases them, misses facts and answers off-topic questions anyway. ``tune_base_version``
-fine-tunes θ₀ once on the corpus in the format the chat serves, and registers the result as a
-root version (no parent, no anchor; its checkpoint's metadata names the pretrained base): the
-learning loop keeps the model close to the tuned weights (pulled toward the pretrained ones,
-each run would also undo the tuning):
+A pretrained chat model (SmolLM2) knows English, not the business: given the retrieved articles
+it paraphrases them, misses facts and answers off-topic questions anyway. ``tune_base_version``
+fine-tunes θ₀ on the knowledge base in force (its active articles, whatever business they
+describe) in the format the chat serves, and registers the result as a root version (no parent,
+no anchor; its checkpoint's metadata names the pretrained base): the learning loop keeps the
+model close to the tuned weights (pulled toward the pretrained ones, each run would also undo
+the tuning). ``learning.knowledge_tuning`` runs it for a business after an import, gated.
 
-- for each intent, ``questions_per_intent`` of its training ``questions`` (never its
-  ``eval_questions``: the benchmarks hold them out), prompted as the chat prompts them: a system
-  turn with the articles the knowledge base retrieves for the question (``retrieve_now``: the
-  index and encoder that serve) and the question (``grounded_turns``); the target is the
-  intent's answer. The training questions are also the articles' example questions, so each
-  would retrieve its own article first with a perfect score; it is retrieved as unseen
-  (``as_unseen``: its own stored wording ignored), as a customer's new wording is. A question
-  whose articles do not include its answer is left out: the model learns to answer from the
-  articles it is shown, never from memory (so that an article staff edit is what it says);
-- the questions of ``grounded_tuning_declines.json``, off-topic ones and requests for a person,
-  with the (unrelated) articles retrieved for them; the target is the bot's decline
-  (``decline_text``), so the model learns to say so when the articles do not answer.
+- for each active article, ``questions_per_intent`` of its example questions, prompted as the
+  chat prompts them: a system turn with the articles the knowledge base retrieves for the
+  question (``retrieve_now``: the index and encoder that serve) and the question
+  (``grounded_turns``); the target is the article's text. Each example question would retrieve
+  its own article first with a perfect score; it is retrieved as unseen (``as_unseen``: its own
+  stored wording ignored), as a customer's new wording is. A question whose articles do not
+  include its own is left out: the model learns to answer from the article it is shown, never
+  from memory (so that an article staff edit is what it says). One more example question per
+  article is held out (``TuningData.held_out``): the gate asks it;
+- the shipped off-topic questions' calibration half (``knowledge/off_topic.json``) and the
+  requests for a person of ``grounded_tuning_declines.json``, with the (unrelated) articles
+  retrieved for them; the target is the rules' decline (``decline_text``, in the business
+  profile's words), so the model learns to say so when the articles do not answer. What it
+  writes as a decline is replaced by the rules' text anyway (``knowledge.faithfulness``).
 
 The loss counts the reply's tokens only (``turn_ids``). Two CPU cores must tune SmolLM2 within
 minutes, so only the top ``trained_layers`` decoder layers (and the final norm) train: the
 embeddings and the layers below stay θ₀'s, their output for every example is computed once,
 without gradients, and each epoch runs the trained layers alone on it. The output projection
 runs on the reply's positions only (the vocabulary is 49k wide; the prompt is four fifths of an
-example). bf16 autocast is off by default: on a CPU without bf16 instructions (AVX2) it is tens
-of times slower than fp32.
+example). bf16 autocast follows LEARNING_AUTOCAST (``learning.precision``): on by default only
+where the CPU multiplies bf16 natively (AMX-BF16, AVX512-BF16) or on CUDA; on a CPU without bf16
+instructions (AVX2) it is tens of times slower than fp32.
 
 torch is imported inside the training functions only: ``ensure_base_model`` runs at every
 start-up, and with a model active it trains nothing.
@@ -49,7 +54,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from knowledge.answering import decline_text, decline_topics
-from knowledge.demo.corpus import Corpus, load_corpus
+from knowledge.calibration import load_off_topic
+from knowledge.models import KnowledgeArticle, question_lines
 from knowledge.person_request import asks_for_a_person
 from knowledge.prompt import Turn, grounded_turns
 from knowledge.retrieval import retrieve_now
@@ -66,6 +72,7 @@ if TYPE_CHECKING:
 DECLINES_PATH = Path(__file__).with_name("grounded_tuning_declines.json")
 
 Log = Callable[[str], None]
+Progress = Callable[[int, int, float], None]  # step, total steps, loss
 
 
 class TuningError(Exception):
@@ -77,13 +84,13 @@ class TuningConfig:
     """What the one-time tuning trains on, and how long (``max_steps``: a cap, for tests)."""
 
     questions_per_intent: int = 5
-    epochs: int = 3
+    epochs: int = 2  # the loss is flat after two (bench/business.py)
     trained_layers: int = 6
     batch_size: int = 8
     learning_rate: float = 2e-4
     warmup_share: float = 0.1
     max_steps: int = 0  # 0: every step of every epoch
-    bf16: bool = False
+    bf16: bool | None = None  # None: LEARNING_AUTOCAST decides (bf16 where the CPU has it)
     seed: int = 0
 
 
@@ -103,17 +110,33 @@ class TuningResult:
 
 @dataclass(frozen=True)
 class DeclineQuestions:
-    off_topic: tuple[str, ...]
+    off_topic: tuple[str, ...]  # trained on (the shipped list's calibration half)
     off_topic_held_back: tuple[str, ...]  # never trained on: they measure the declines
     person_requests: tuple[str, ...]
 
 
 @lru_cache(maxsize=1)
 def load_decline_questions() -> DeclineQuestions:
+    off_topic = load_off_topic()
     data = json.loads(DECLINES_PATH.read_text())
     return DeclineQuestions(
-        tuple(data["off_topic"]), tuple(data["off_topic_held_back"]), tuple(data["person_requests"])
+        off_topic.calibration, off_topic.evaluation, tuple(data["person_requests"])
     )
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """An example question the tuning never saw, and the text of its article."""
+
+    question: str
+    article_text: str
+
+
+@dataclass(frozen=True)
+class TuningData:
+    examples: list[TuningExample]
+    held_out: list[HeldOut]
+    article_count: int
 
 
 @dataclass(frozen=True)
@@ -141,16 +164,38 @@ def grounded_prompt(question: str, *, as_unseen: bool = False) -> GroundedPrompt
     )
 
 
-def tuning_examples(corpus: Corpus, config: TuningConfig) -> list[TuningExample]:
-    """Answers to some training questions of every intent, and declines (module docstring)."""
+def tuning_data(config: TuningConfig, *, log: Log | None = None) -> TuningData:
+    """Answers to some example questions of every active article, one more held out for the
+    gate, and declines (module docstring)."""
     rng = random.Random(config.seed)
-    examples = []
-    for intent in corpus.intents:
-        count = min(config.questions_per_intent, len(intent.questions))
-        for question in rng.sample(intent.questions, count):
+    examples, held_out = [], []
+    articles = list(
+        KnowledgeArticle.objects.filter(is_active=True)
+        .order_by("id")
+        .values_list("text", "example_questions")
+    )
+    for done, (text, example_questions) in enumerate(articles, start=1):
+        questions = question_lines(example_questions)
+        rng.shuffle(questions)
+        trained = questions[: config.questions_per_intent]
+        for question in trained:
             prompt = grounded_prompt(question, as_unseen=True)
-            if intent.answer in prompt.texts:
-                examples.append(TuningExample(tuple(prompt.turns), intent.answer, declines=False))
+            if text in prompt.texts:
+                examples.append(TuningExample(tuple(prompt.turns), text, declines=False))
+        held_out.extend(HeldOut(q, text) for q in questions[len(trained) : len(trained) + 1])
+        if log is not None and (done % 20 == 0 or done == len(articles)):
+            log(f"  examples: {done}/{len(articles)} articles")
+    return TuningData(examples + decline_examples(), held_out, article_count=len(articles))
+
+
+def tuning_examples(config: TuningConfig) -> list[TuningExample]:
+    """The examples of ``tuning_data``."""
+    return tuning_data(config).examples
+
+
+def decline_examples() -> list[TuningExample]:
+    """The off-topic questions and requests for a person, answered by the rules' declines."""
+    examples = []
     declines = load_decline_questions()
     for question in (*declines.off_topic, *declines.person_requests):
         prompt = grounded_prompt(question)
@@ -167,8 +212,11 @@ def tune(
     *,
     device: torch.device | str = "cpu",
     log: Log = print,
+    progress: Progress | None = None,
 ) -> TuningResult:
-    """Train ``model``'s top ``config.trained_layers`` layers in place on ``examples``."""
+    """Train ``model``'s top ``config.trained_layers`` layers in place on ``examples``;
+    ``progress(step, total, loss)`` after each batch of the frozen layers' pass (loss NaN) and
+    each training step: the pass takes about as long a batch as a step does."""
     import torch
 
     from learning.losses import collate
@@ -194,7 +242,12 @@ def tune(
     ]
     total = config.epochs * len(batches)
     total = min(total, config.max_steps) if config.max_steps else total
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    from learning.precision import autocast_dtype
+
+    bf16 = config.bf16
+    if bf16 is None:
+        bf16 = autocast_dtype(settings.LEARNING_AUTOCAST, device) is not None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     model.to(device).eval()  # no dropout in the frozen pass
     frozen_outputs = []
@@ -202,6 +255,8 @@ def tune(
         with autocast:
             frozen_outputs.append(_input_of(trained[0], decoder, batch.to(device)))
         _log_progress(log, "frozen layers, batch", done, len(batches), started)
+        if progress is not None:  # the frozen pass counts as steps: progress throughout
+            progress(done, len(batches) + total, float("nan"))
 
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(config, total))
@@ -220,6 +275,8 @@ def tune(
             optimizer.zero_grad(set_to_none=True)
             result.losses.append(round(loss.item(), 4))
             _log_progress(log, "step", step, total, phase_started, loss=result.losses[-1])
+            if progress is not None:
+                progress(len(batches) + step, len(batches) + total, result.losses[-1])
     model.eval()
     model.requires_grad_(True)
     result.seconds = time.monotonic() - started
@@ -228,33 +285,46 @@ def tune(
 
 
 def tune_base_version(
-    base: ModelVersion,
-    *,
-    config: TuningConfig | None = None,
-    corpus: Corpus | None = None,
-    log: Log = print,
+    base: ModelVersion, *, config: TuningConfig | None = None, log: Log = print
 ) -> ModelVersion:
-    """Tune ``base`` for the task, register the result (a root version: the loop's θ₀) and
-    activate it. The checkpoint is named for what it was tuned on: a database set up again on
-    the same CHECKPOINT_DIR registers the one there instead of tuning again."""
+    """Tune ``base`` for the knowledge base, register the result (a root version: the loop's
+    θ₀) and activate it, ungated: the first start has no model to compare it with."""
     config = config or TuningConfig()
-    corpus = corpus or load_corpus()
     log("Retrieving the knowledge-base articles for the tuning examples…")
-    examples = tuning_examples(corpus, config)
+    data = tuning_data(config, log=log)
+    version = tuned_version(base, data.examples, config, log=log)
+    return activate_version(version, note=f"{base.name} tuned for the knowledge base")
+
+
+def tuned_version(
+    base: ModelVersion,
+    examples: Sequence[TuningExample],
+    config: TuningConfig,
+    *,
+    log: Log = print,
+    progress: Progress | None = None,
+) -> ModelVersion:
+    """``base`` tuned on ``examples``, registered (not activated). The checkpoint is named for
+    what it was tuned on: the same base, examples and config register the one already there
+    (a database set up again on the same CHECKPOINT_DIR, the same knowledge base imported
+    again) instead of tuning again."""
+    if not any(not example.declines for example in examples):
+        raise TuningError(
+            "No example question of the knowledge base retrieves its own article: add example "
+            "questions to the articles (customers' wordings of what each answers)."
+        )
     name = f"{base.name}-grounded-{_examples_digest(base, examples, config)}"
     version = ModelVersion.objects.filter(name=name).first()
-    if version is None:
-        destination = Path(settings.CHECKPOINT_DIR) / name
-        if not destination.exists():
-            _tune_checkpoint(base, examples, config, destination, log)
-        metrics = {k: v for k, v in read_metadata(destination).items() if k.startswith("tuning_")}
-        # A root of its own, neither parent nor anchor: the learning loop's θ₀ is the tuned
-        # model (pulled toward SmolLM2 as downloaded, every run would also undo the tuning that
-        # makes it answer from the articles). Its checkpoint names the base it was tuned from.
-        version = register_version(
-            name, str(destination), ModelVersion.Source.TRAINED, metrics=metrics
-        )
-    return activate_version(version, note=f"{base.name} tuned for the task (grounded answers)")
+    if version is not None:
+        return version
+    destination = Path(settings.CHECKPOINT_DIR) / name
+    if not destination.exists():
+        _tune_checkpoint(base, examples, config, destination, log, progress)
+    metrics = {k: v for k, v in read_metadata(destination).items() if k.startswith("tuning_")}
+    # A root of its own, neither parent nor anchor: the learning loop's θ₀ is the tuned model
+    # (pulled toward SmolLM2 as downloaded, every run would also undo the tuning that makes it
+    # answer from the articles). Its checkpoint names the base it was tuned from.
+    return register_version(name, str(destination), ModelVersion.Source.TRAINED, metrics=metrics)
 
 
 def _tune_checkpoint(
@@ -263,6 +333,7 @@ def _tune_checkpoint(
     config: TuningConfig,
     destination: Path,
     log: Log,
+    progress: Progress | None = None,
 ) -> None:
     device = pick_device(settings.LEARNING_DEVICE)
     model, tokenizer = load_checkpoint(base.checkpoint_path, device=str(device))
@@ -271,7 +342,7 @@ def _tune_checkpoint(
         f"Tuning {base.name} on {len(examples) - declines} answers and {declines} declines "
         f"(top {config.trained_layers} layers, {config.epochs} epochs)…"
     )
-    result = tune(model, tokenizer, examples, config, device=device, log=log)
+    result = tune(model, tokenizer, examples, config, device=device, log=log, progress=progress)
     log(f"Tuned in {_duration(result.seconds)} (CPU time {_duration(result.cpu_seconds)}).")
     metadata = {
         "base_model": base.name,

@@ -91,11 +91,23 @@ class TrainingRun(models.Model):
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "Schedule"
+        IMPORT = "import", "Knowledge-base import"
         OPERATOR = "operator", "Operator"
         COMMAND = "command", "Management command"
 
+    class Kind(models.TextChoices):
+        FEEDBACK = "feedback", "Learning from feedback"
+        KNOWLEDGE = "knowledge", "Tuning for the knowledge base"
+
     OPEN_STATUSES = (Status.QUEUED, Status.RUNNING)
 
+    kind = models.CharField(
+        max_length=20,
+        choices=Kind.choices,
+        default=Kind.FEEDBACK,
+        help_text="Learning from feedback (a regularized update of the active model), or the "
+        "pretrained base tuned for the knowledge base (learning/knowledge_tuning.py).",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
     triggered_by = models.ForeignKey(

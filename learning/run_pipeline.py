@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,12 @@ from learning.models import ModelVersion, TrainingRun
 from learning.precision import precision_name
 from learning.protected import active_golden_cases, drop_golden_overrides
 from learning.retention import is_grounded, known_intent_count, retention_prompts
+from learning.run_progress import save_run as _save
+from learning.run_progress import step_reporter as _progress_reporter
 from learning.training import Hyperparameters, planned_steps, train_candidate
 from learning.versions import LearningError, anchor_for, promote_version, register_version
 from serving.chat_template import padding_id
 from serving.checkpoints import BASE_CHECKPOINT_KEY, load_checkpoint, pick_device, write_checkpoint
-
-LOSS_HISTORY_POINTS = 400
-PROGRESS_EVERY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -365,31 +363,3 @@ def _judge_and_register(
             gate_reasons=decision.reasons,
             finished_at=timezone.now(),
         )
-
-
-def _save(run: TrainingRun, **fields: Any) -> None:
-    for key, value in fields.items():
-        setattr(run, key, value)
-    TrainingRun.objects.filter(pk=run.pk).update(**fields)
-
-
-def _progress_reporter(run: TrainingRun) -> Callable[[int, int, float], None]:
-    """Writes step, total and the loss curve to the run at most twice a second."""
-    history: list[float] = []
-    last = [0.0]
-
-    def report(step: int, total: int, loss: float) -> None:
-        history.append(round(loss, 5))
-        now = time.monotonic()
-        if now - last[0] < PROGRESS_EVERY_SECONDS and step < total:
-            return
-        last[0] = now
-        stride = max(1, len(history) // LOSS_HISTORY_POINTS + 1)
-        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-            step=step,
-            total_steps=total,
-            loss_history=history[::stride],
-            heartbeat_at=timezone.now(),
-        )
-
-    return report

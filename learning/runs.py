@@ -49,17 +49,26 @@ def request_training_run(
     by: Any = None,
     overrides: dict[str, Any] | None = None,
     enqueue: bool = True,
+    kind: str = TrainingRun.Kind.FEEDBACK,
 ) -> tuple[TrainingRun, bool]:
     """Queue a run unless one is open; returns (the run, whether it was created now).
 
-    ``enqueue=False`` leaves it to the caller to execute the run (``retrain --inline``).
+    ``kind``: learning from feedback, or tuning the pretrained base for the knowledge base
+    (``learning.knowledge_tuning``). ``enqueue=False`` leaves it to the caller to execute the
+    run (``retrain --inline``).
     """
-    from learning.training import Hyperparameters
+    if kind == TrainingRun.Kind.KNOWLEDGE:
+        from learning.knowledge_tuning import tuning_hyperparameters
 
-    hyperparameters = Hyperparameters.from_settings(overrides).as_dict()
+        hyperparameters = tuning_hyperparameters(overrides)
+    else:
+        from learning.training import Hyperparameters
+
+        hyperparameters = Hyperparameters.from_settings(overrides).as_dict()
     try:
         with transaction.atomic():
             run = TrainingRun.objects.create(
+                kind=kind,
                 trigger=trigger,
                 triggered_by=by if getattr(by, "pk", None) else None,
                 hyperparameters=hyperparameters,
@@ -70,7 +79,7 @@ def request_training_run(
         existing = open_run()
         if existing is None:  # it finished between our insert and this read
             return request_training_run(
-                trigger=trigger, by=by, overrides=overrides, enqueue=enqueue
+                trigger=trigger, by=by, overrides=overrides, enqueue=enqueue, kind=kind
             )
         return existing, False
     return run, True
@@ -187,8 +196,9 @@ def _remove_leftovers(run_id: int) -> None:
 
 def execute_training_run(run_id: int) -> TrainingRun | None:
     """Run one claimed training run to its end; never raises for a failed run."""
-    # Imported here: the web process imports this module to queue runs, and the pipeline
-    # imports torch and the model code.
+    # Imported here: the web process imports this module to queue runs, and the pipelines
+    # import torch and the model code.
+    from learning.knowledge_tuning import execute_knowledge_run
     from learning.run_pipeline import execute_claimed_run
 
     if not claim_run(run_id):
@@ -196,7 +206,10 @@ def execute_training_run(run_id: int) -> TrainingRun | None:
         return None
     run = TrainingRun.objects.get(pk=run_id)
     try:
-        execute_claimed_run(run)
+        if run.kind == TrainingRun.Kind.KNOWLEDGE:
+            execute_knowledge_run(run, log=lambda line: logger.info("run %s: %s", run_id, line))
+        else:
+            execute_claimed_run(run)
     except Exception as exc:
         logger.exception("Training run %s failed", run_id)
         TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(

@@ -31,6 +31,19 @@ def _close_connections_of_the_sync_thread():
 
 
 @pytest.fixture(autouse=True)
+def _the_profile_and_threshold_read_afresh():
+    """Each test reads the business profile and the calibrated threshold from its own database
+    (each process caches them for KNOWLEDGE_POLL_SECONDS: knowledge.polled)."""
+    from knowledge import calibration, profile
+
+    profile.forget_profile()
+    calibration.forget_threshold()
+    yield
+    profile.forget_profile()
+    calibration.forget_threshold()
+
+
+@pytest.fixture(autouse=True)
 def _a_channel_layer_per_test():
     """Give every test its own channel layer object.
 

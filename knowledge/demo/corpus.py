@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+PROFILE_PATH = Path(__file__).with_name("profile.json")
 CORPUS_PATH = Path(__file__).with_name("corpus.json")
 
 Turn = dict[str, str]

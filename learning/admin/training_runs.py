@@ -34,6 +34,7 @@ from learning.permissions import can_operate
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = [
         "run_label",
+        "kind",
         "status_badge",
         "trigger_and_who",
         "progress",
@@ -45,7 +46,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "duration",
     ]
     list_display_links = ["run_label"]
-    list_filter = ["status", "trigger", "gate_passed", "created_at"]
+    list_filter = ["kind", "status", "trigger", "gate_passed", "created_at"]
     list_select_related = ["triggered_by", "result_version"]
     date_hierarchy = "created_at"
     fieldsets = [
@@ -53,6 +54,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             None,
             {
                 "fields": [
+                    "kind",
                     "status_badge",
                     "live_progress",
                     "trigger",
@@ -119,24 +121,37 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.retrain_view),
                 name="learning_trainingrun_retrain",
             ),
+            path(
+                "tune-for-knowledge/",
+                self.admin_site.admin_view(self.tune_view),
+                name="learning_trainingrun_tune",
+            ),
             *super().get_urls(),
         ]
 
     def retrain_view(self, request: HttpRequest) -> HttpResponse:
         """POST: queue a run now (or point at the open one). CSRF is checked by admin_view."""
+        return self._queue(request, TrainingRun.Kind.FEEDBACK)
+
+    def tune_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: queue the tuning for the current knowledge base (or point at the open run)."""
+        return self._queue(request, TrainingRun.Kind.KNOWLEDGE)
+
+    def _queue(self, request: HttpRequest, kind: str) -> HttpResponse:
         if not can_operate(request.user):
             raise PermissionDenied
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         try:
             run, created = runs.request_training_run(
-                trigger=TrainingRun.Trigger.OPERATOR, by=request.user
+                kind=kind, trigger=TrainingRun.Trigger.OPERATOR, by=request.user
             )
         except ValueError as exc:
             self.message_user(request, f"No run was queued: {exc}", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:learning_trainingrun_changelist"))
         if created:
-            self.log_addition(request, run, "Queued from the admin (Retrain now)")
+            button = "Retrain now" if kind == TrainingRun.Kind.FEEDBACK else "Tune for the KB"
+            self.log_addition(request, run, f"Queued from the admin ({button})")
             self.message_user(request, f"Run #{run.pk} queued.", messages.SUCCESS)
         else:
             self.message_user(request, f"Run #{run.pk} is already {run.status}.", messages.WARNING)

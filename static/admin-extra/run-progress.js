@@ -6,6 +6,19 @@ const POLL_MS = 2000;
 const MAX_FAILURES = 5;
 const OPEN = new Set(["queued", "running"]);
 
+// What a knowledge-base tuning run is doing besides its steps (learning/admin/display.py).
+const PHASES = {
+  examples: "building examples from the articles",
+  tuning: "preparing the model",
+  gate: "asking held-out questions (the gate)",
+};
+
+function formatDuration(seconds) {
+  const minutes = Math.floor(seconds / 60);
+  const rest = Math.round(seconds % 60);
+  return minutes ? `${minutes} min ${rest} s` : `${rest} s`;
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function render(box, run) {
@@ -17,9 +30,17 @@ function render(box, run) {
     bar.max = run.total_steps;
     bar.value = run.step;
     bar.textContent = `${share}%`;
-    text.textContent = `${run.step} / ${run.total_steps} steps (${share}%)`;
+    const left = run.seconds_left === null || run.seconds_left === undefined
+      ? ""
+      : `, about ${formatDuration(run.seconds_left)} left`;
+    text.textContent = `${run.step} / ${run.total_steps} steps (${share}%${left})`;
   } else {
-    text.textContent = run.status === "queued" ? "waiting for a worker" : "preparing";
+    text.textContent = run.status === "queued"
+      ? "waiting for a worker"
+      : PHASES[run.phase] || "preparing";
+  }
+  if (run.total_steps > 0 && run.step >= run.total_steps && PHASES[run.phase]) {
+    text.textContent += ` — ${PHASES[run.phase]}`;
   }
   loss.textContent = run.loss === null ? "" : `loss ${Number(run.loss).toPrecision(4)}`;
 }

@@ -11,6 +11,7 @@ import { FeedbackControls } from "./feedback-controls.js";
 import { HandoffStatus } from "./handoff-status.js";
 import { MessageList } from "./message-list.js";
 import { SatisfactionSurvey } from "./satisfaction-survey.js";
+import { widgetFrame } from "./widget-frame.js";
 
 const app = document.getElementById("chat-app");
 const limits = { maxMessageChars: Number(app.dataset.maxMessageChars) };
@@ -31,8 +32,13 @@ const feedbackControls = new Map();
 /** What the last frame that expects an answer was, so an `error` frame can be attributed. */
 let lastRequest = null;
 
+// In the widget's frame on another site (templates/conversations/widget.html), no cookie
+// reaches the server, and the widget keeps the conversation for the tab (./widget-frame.js).
+const embedded = widgetFrame();
 const connection = new ChatConnection({
   path: app.dataset.wsPath,
+  ownerToken: document.querySelector('meta[name="chat-owner-token"]')?.content || null,
+  ...(embedded ? { storage: embedded.storage } : {}),
   onFrame: handleFrame,
   onStateChange: (state) => {
     status.show(state);
@@ -81,6 +87,7 @@ document.getElementById("new-conversation").addEventListener("click", () => {
 });
 
 connection.start();
+embedded?.start();
 
 function sendUserMessage(text) {
   const clientId = newClientId();

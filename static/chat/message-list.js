@@ -1,6 +1,13 @@
 // The conversation's messages on screen. Every text goes in through textContent, never as HTML.
 
-const SPEAKER = { user: "You", assistant: "Northwind assistant", agent: "Northwind team" };
+// Who speaks: the assistant's and the team's names are the business profile's (data attributes
+// of the chat's root element).
+const app = document.getElementById("chat-app");
+const SPEAKER = {
+  user: "You",
+  assistant: app?.dataset.assistantName || "Assistant",
+  agent: app?.dataset.teamName || "Our team",
+};
 const STICK_TO_BOTTOM_PX = 80;
 
 export class MessageList {

@@ -78,7 +78,7 @@ def _send_and_wait_for_reply(page: Page, text: str) -> Locator:
 
 
 def _stored_conversation(page: Page) -> str | None:
-    return page.evaluate("() => sessionStorage.getItem('northwind-chat:conversation')")
+    return page.evaluate("() => sessionStorage.getItem('chat:conversation')")
 
 
 def test_it_streams_a_reply_and_stores_thumbs_down_feedback(
@@ -179,7 +179,7 @@ def test_it_starts_a_fresh_conversation_when_the_remembered_one_is_unknown(
 ) -> None:
     unknown = "00000000-0000-4000-8000-000000000000"
     with _chat_page(chromium, live_server_url) as page:
-        page.evaluate("(id) => sessionStorage.setItem('northwind-chat:conversation', id)", unknown)
+        page.evaluate("(id) => sessionStorage.setItem('chat:conversation', id)", unknown)
         page.reload()  # connects with ?conversation=<unknown>, is refused with 4404
         _expect_connected(page)
         fresh = _stored_conversation(page)

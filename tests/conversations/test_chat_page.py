@@ -26,7 +26,7 @@ def test_it_renders_the_chat_page(page):
     assert page.status_code == 200
     assert [t.name for t in page.templates][:2] == ["conversations/chat.html", "base.html"]
     html = page.content.decode()
-    assert "Northwind Outfitters" in html
+    assert "our company" in html  # no profile, no settings: neutral words
     assert 'role="log"' in html
     assert 'aria-live="polite"' in html
     assert '<script type="module" src="/static/chat/main.js">' in html
@@ -103,3 +103,24 @@ def test_it_has_no_inline_scripts_or_handlers(template):
     for script in re.findall(r"<script\b[^>]*>", html):
         assert "src=" in script, f"{template} has an inline script"
     assert "javascript:" not in html
+
+
+@pytest.mark.django_db
+def test_it_speaks_in_the_business_profiles_name_and_colour(client, settings):
+    from knowledge.models import BusinessProfile
+
+    settings.BUSINESS_HOURS = "Mon-Fri 9-17"
+    BusinessProfile.objects.create(
+        pk=1,
+        business_name="Finch Bank",
+        assistant_name="Finchy",
+        greeting="Welcome to Finch Bank!",
+        helps_with="cards, transfers and your account",
+        colour="#aa3311",
+    )
+    html = client.get("/").content.decode()
+    assert "<title>Finch Bank · customer service</title>" in html
+    assert 'style="--brand: #aa3311"' in html
+    assert 'data-assistant-name="Finchy"' in html
+    assert "Welcome to Finch Bank!" in html
+    assert "I can help with cards, transfers and your account." in html

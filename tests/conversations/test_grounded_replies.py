@@ -61,8 +61,8 @@ async def test_it_declines_when_no_article_matches_well_enough(
 
     text = turn["end"]["text"]
     assert text == (
-        "Sorry, I can't help with that: I can only answer questions about Shipping cost and "
-        f"Return window. If you'd like to talk to a person, our team can take over: {CONTACT}."
+        "Sorry, I can't help with that: I can only answer questions about what our help "
+        f"articles cover. If you'd like to talk to a person, our team can take over: {CONTACT}."
     )
     assert turn["deltas"] == [text]
     assert turn["end"] == {
@@ -91,7 +91,7 @@ async def test_it_declines_when_the_customer_asks_for_a_person_whatever_the_scor
 
     assert turn["end"]["text"] == (
         f"Of course: a person from our team can take over. You can reach them at {CONTACT}. "
-        "Until then, I'm happy to answer questions about Shipping cost and Return window."
+        "Until then, I'm happy to answer questions about what our help articles cover."
     )
     assert engine_prompts == []
     reply = await reply_of(turn)

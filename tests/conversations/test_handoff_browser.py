@@ -98,9 +98,7 @@ def test_it_hands_the_customer_to_a_person_who_answers_and_closes(
             expect(reply.get_by_test_id("thumbs-up")).to_be_enabled(timeout=REPLY_TIMEOUT_MS)
             reply.get_by_test_id("thumbs-up").click()
             expect(reply.get_by_test_id("thumbs-up")).to_have_attribute("aria-pressed", "true")
-            conversation_id = customer.evaluate(
-                "() => sessionStorage.getItem('northwind-chat:conversation')"
-            )
+            conversation_id = customer.evaluate("() => sessionStorage.getItem('chat:conversation')")
 
             # The agent signs in; nobody is waiting yet.
             inbox = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
@@ -158,7 +156,7 @@ def test_it_hands_the_customer_to_a_person_who_answers_and_closes(
             expect(entries.last).to_contain_text("Dana (agent)")
             from_agent = customer.locator('.message[data-role="agent"]')
             expect(from_agent).to_have_count(1)
-            expect(from_agent.get_by_test_id("agent-name")).to_have_text("Dana, Northwind team")
+            expect(from_agent.get_by_test_id("agent-name")).to_have_text("Dana, Our team")
             expect(from_agent.get_by_test_id("message-text")).to_have_text(answer)
             expect(from_agent.locator(".feedback")).to_have_count(0)
 

@@ -202,8 +202,8 @@ def test_it_deletes_a_reply_that_failed_before_any_version_answered(pending_repl
 @pytest.mark.parametrize(
     ("text", "declined"),
     [
-        (answering.decline_text(person_asked=False, topics=["orders"]), True),
-        (answering.decline_text(person_asked=True, topics=["orders"]), True),
+        (answering.DECLINE_OFF_TOPIC.format(topics="orders", contact="us"), True),
+        (answering.DECLINE_PERSON_ASKED.format(topics="orders", contact="us"), True),
         ("Sorry, I can't help with that: I can only answer questions about", True),  # cut short
         ("Sorry, the parcel is late: DHL takes 2-4 days.", False),
         ("Of course! Returns are free within 30 days.", False),

@@ -41,8 +41,9 @@ async def test_a_decline_is_a_whole_reply_of_frames_and_is_stored(retrieved):
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_grounded_reply_streams_from_the_active_model_and_is_stored(
-    retrieved, active_model_version
+    retrieved, active_model_version, settings
 ):
+    settings.KNOWLEDGE_GUARD_FALLBACK = "off"  # the model's text as written: see below
     retrieved["answer"] = found(SHIPPING)
 
     frames, bot = await reply_frames("how much is shipping?")
@@ -54,6 +55,36 @@ async def test_a_grounded_reply_streams_from_the_active_model_and_is_stored(
     assert "".join(frame["text"] for frame in frames[2:-1]) == frames[-1]["text"] == bot.text
     assert bot.grounding[0]["id"] == SHIPPING.id
     assert retrieved["questions"] == ["how much is shipping?"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_that_says_what_its_article_does_not_is_replaced_by_the_article(
+    retrieved, active_model_version
+):
+    # The tiny starter model learned the demo shop's answers by heart: shown the shipping
+    # article, it tells the customer about something else (the faithfulness guard's case).
+    retrieved["answer"] = found(SHIPPING)
+
+    frames, bot = await reply_frames("how much is shipping?")
+
+    generated = "".join(frame["text"] for frame in frames[2:-1])
+    assert generated != SHIPPING.text
+    assert frames[-1]["text"] == bot.text == SHIPPING.text  # what the customer is shown
+    assert frames[-1]["model_version"] == active_model_version.name
+    assert (bot.guard, bot.generated_text, bot.declined) == ("unsupported", generated, False)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_guard_falls_back_to_the_decline_when_told_to(
+    retrieved, active_model_version, settings
+):
+    settings.KNOWLEDGE_GUARD_FALLBACK = "decline"
+    retrieved["answer"] = found(SHIPPING)
+
+    frames, bot = await reply_frames("how much is shipping?")
+
+    assert answering.is_decline(frames[-1]["text"]) and frames[-1]["text"] == bot.text
+    assert (bot.guard, bot.declined) == ("unsupported", True)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,6 +10,8 @@ from knowledge.prompt import grounded_turns
 from knowledge.retrieval import NOTHING, Retrieval, RetrievedArticle
 
 CONTACT = "help@shop.example or +49 40 1234"
+
+pytestmark = pytest.mark.django_db  # the business profile is a row
 QUESTION = [{"role": "user", "content": "how much is shipping?"}]
 
 
@@ -68,12 +70,13 @@ def test_it_keeps_the_conversation_as_it_is_when_retrieval_is_disabled():
     assert not plan.declined
 
 
-def test_the_decline_names_the_topics_it_is_given_else_the_articles_titles():
+def test_the_decline_names_the_topics_it_is_given_else_what_the_articles_cover():
     given = answering.decide_reply("call me", shipping(0.9), QUESTION, topics=["orders", "returns"])
-    titles = answering.decide_reply("call me", shipping(0.9), QUESTION)
+    untopical = answering.decide_reply("call me", shipping(0.9), QUESTION)
 
     assert "questions about orders and returns." in given.decline_text
-    assert "questions about Shipping cost." in titles.decline_text
+    # Without topics, not the retrieved articles' titles (often questions themselves).
+    assert "questions about what our help articles cover." in untopical.decline_text
 
 
 def test_the_decline_lists_each_topic_once_and_offers_the_team():
@@ -85,7 +88,21 @@ def test_the_decline_lists_each_topic_once_and_offers_the_team():
         "Sorry, I can't help with that: I can only answer questions about Shipping and Returns. "
         f"If you'd like to talk to a person, our team can take over: {CONTACT}."
     )
-    assert "questions about our shop." in answering.decline_text(person_asked=True, topics=[])
+    assert "questions about what our help articles cover." in answering.decline_text(
+        person_asked=True, topics=[]
+    )
+
+
+def test_the_decline_says_what_the_profile_says_the_bot_helps_with():
+    from knowledge.models import BusinessProfile
+
+    BusinessProfile.objects.create(pk=1, helps_with="cards and transfers", contact="0800 123")
+    text = answering.decline_text(person_asked=False, topics=["Shipping", "Returns"])
+
+    assert text == (
+        "Sorry, I can't help with that: I can only answer questions about cards and transfers. "
+        "If you'd like to talk to a person, our team can take over: 0800 123."
+    )
 
 
 def test_with_handoff_on_a_request_for_a_person_says_a_person_will_answer_here(settings):

@@ -93,6 +93,7 @@ ARTICLES = [
 ]
 
 
+@pytest.mark.django_db  # the prompt names the business profile's business
 def test_it_puts_the_articles_in_a_system_turn_before_the_conversation():
     turns = grounded_turns(CONVERSATION, ARTICLES, history=len(CONVERSATION))
 
@@ -100,7 +101,7 @@ def test_it_puts_the_articles_in_a_system_turn_before_the_conversation():
     assert rest == CONVERSATION and rest[0] is not CONVERSATION[0]  # copies, in order
     assert system["role"] == "system"
     assert system["content"].startswith(
-        f"You are the customer-service assistant of {load_corpus().company}."
+        "You are the customer-service assistant of our company."  # no profile, no setting
     )
     assert system["content"].endswith(
         "\n\n1. Delivery time\nDelivery takes 2 to 4 days.\n\n2. Express\nExpress costs 12.90 EUR."
@@ -108,6 +109,7 @@ def test_it_puts_the_articles_in_a_system_turn_before_the_conversation():
     assert grounded_turns(CONVERSATION, []) == CONVERSATION
 
 
+@pytest.mark.django_db  # the prompt names the business profile's business
 def test_a_grounded_prompt_keeps_the_last_message_and_the_history_asked_for(settings):
     settings.CHAT_HISTORY_TURNS = 0
 
@@ -120,6 +122,7 @@ def test_a_grounded_prompt_keeps_the_last_message_and_the_history_asked_for(sett
     assert grounded_turns(CONVERSATION, ARTICLES)[1:] == CONVERSATION[-2:]
 
 
+@pytest.mark.django_db  # the prompt names the business profile's business
 def test_a_template_without_system_turns_prompts_as_if_ungrounded(tiny):
     _, tokenizer = tiny  # the starter's template renders user and assistant turns only
 
@@ -136,6 +139,7 @@ def test_it_drops_the_oldest_turn_after_a_leading_system_turn():
     assert without_oldest_turn(CONVERSATION[-1:]) is None
 
 
+@pytest.mark.django_db  # the prompt names the business profile's business
 def test_a_grounded_prompt_loses_whole_old_turns_and_keeps_its_articles(system_turn_tokenizer):
     tokenizer = system_turn_tokenizer
     system, *_ = grounded_turns(CONVERSATION, ARTICLES, history=len(CONVERSATION))

@@ -11,9 +11,19 @@ from django.db import connection
 
 from learning import runs
 from learning.models import TrainingRun
+from learning.run_progress import seconds_left
 
 FINISHED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.REJECTED, TrainingRun.Status.FAILED}
 POLL_SECONDS = 0.5
+
+
+def _time_left(run: TrainingRun) -> str:
+    """ "  about 3m10s left" at the steps' pace so far; "" before the first step."""
+    left = seconds_left(run)
+    if left is None:
+        return ""
+    minutes, seconds = divmod(round(left), 60)
+    return f"  about {minutes}m{seconds:02d}s left"
 
 
 def _execute_and_close(run_id: int) -> None:
@@ -24,6 +34,7 @@ def _execute_and_close(run_id: int) -> None:
 
 
 class Command(BaseCommand):
+    kind = TrainingRun.Kind.FEEDBACK
     help = (
         "Fine-tune the active model on the usable feedback now. The run is queued for a Celery "
         "worker (the gpu queue); if a run is already queued or running, that one is reported "
@@ -68,6 +79,7 @@ class Command(BaseCommand):
                 overrides[name] = value
         try:
             run, created = runs.request_training_run(
+                kind=self.kind,
                 trigger=TrainingRun.Trigger.COMMAND,
                 overrides=overrides,
                 enqueue=not options["inline"],
@@ -108,7 +120,13 @@ class Command(BaseCommand):
         done = run.step / run.total_steps if run.total_steps else 0.0
         bar = "#" * round(width * done) + "-" * (width - round(width * done))
         loss = f" loss {run.loss_history[-1]:.4f}" if run.loss_history else ""
-        line = f"\r[{bar}] {run.step}/{run.total_steps or '?'} {run.get_status_display():<20}{loss}"
+        phase = (run.metrics_after or {}).get("phase")
+        status = (
+            f"{run.get_status_display()}: {phase}"
+            if phase and run.status == "running"
+            else (run.get_status_display())
+        )
+        line = f"\r[{bar}] {run.step}/{run.total_steps or '?'} {status:<28}{loss}{_time_left(run)}"
         if self.stdout.isatty():
             self.stdout.write(line, ending="")
             self.stdout.flush()
