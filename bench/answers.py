@@ -125,7 +125,7 @@ def _questions(per_intent: int) -> list[Question]:
 async def _ask_all(label: str, path: str, questions: list[Question], concurrency: int):
     from channels.db import database_sync_to_async
 
-    from bench.learning.customers import ask, open_chat
+    from bench.learning.customers import ask_each
     from conversations.models import Message
     from learning.models import ModelVersion
     from learning.versions import activate_version, register_version
@@ -145,17 +145,11 @@ async def _ask_all(label: str, path: str, questions: list[Question], concurrency
         return Message.objects.get(pk=message_id).declined
 
     await activate()
-    gate = asyncio.Semaphore(concurrency)
-    cookies: dict[str, str] = {}
-
-    async def one(number: int, question: Question) -> Answer:
-        async with gate:
-            socket = await open_chat(cookies, f"{label}-{number}")
-            frame = await ask(socket, question.text)
-            await socket.disconnect()
-        return Answer(question, frame["text"], await declined(frame["id"]))
-
-    return await asyncio.gather(*(one(n, q) for n, q in enumerate(questions)))
+    frames = await ask_each([q.text for q in questions], label, concurrency)
+    return [
+        Answer(question, frame["text"], await declined(frame["id"]))
+        for question, frame in zip(questions, frames, strict=True)
+    ]
 
 
 def _shares(answers: list[Answer]) -> dict[str, float]:

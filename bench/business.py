@@ -273,7 +273,7 @@ def _routing(questions: list[Question], articles: list[dict]) -> dict[str, float
 async def _ask_all(version, questions: list[Question], concurrency: int) -> list[Reply]:
     from channels.db import database_sync_to_async
 
-    from bench.learning.customers import ask, open_chat
+    from bench.learning.customers import ask_each
     from conversations.models import Message
     from learning.versions import activate_version
     from serving.backends import forget_active_version
@@ -290,26 +290,16 @@ async def _ask_all(version, questions: list[Question], concurrency: int) -> list
         return Message.objects.get(pk=message_id)
 
     await activate()
-    gate = asyncio.Semaphore(concurrency)
-    cookies: dict[str, str] = {}
-
-    async def one(number: int, question: Question) -> Reply:
-        async with gate:
-            socket = await open_chat(cookies, f"{version.pk}-{number}")
-            frame = await ask(socket, question.text)
-            await socket.disconnect()
+    frames = await ask_each([q.text for q in questions], f"v{version.pk}", concurrency)
+    replies = []
+    for question, frame in zip(questions, frames, strict=True):
         message = await stored(frame["id"])
         first = message.grounding[0]["id"] if message.grounding else None
-        return Reply(
-            question,
-            frame["text"],
-            message.declined,
-            message.model_version_id is not None,
-            first,
-            message.guard,
+        by_model = message.model_version_id is not None
+        replies.append(
+            Reply(question, frame["text"], message.declined, by_model, first, message.guard)
         )
-
-    return await asyncio.gather(*(one(n, q) for n, q in enumerate(questions)))
+    return replies
 
 
 def _states(reply: Reply, facts: dict[str, list[str]]) -> bool:

@@ -135,6 +135,22 @@ async def ask(socket: WebsocketCommunicator, question: str) -> dict:
     return frame
 
 
+async def ask_each(questions: list[str], session_prefix: str, concurrency: int) -> list[dict]:
+    """Each question asked by a customer of its own (a new browser session), ``concurrency`` at
+    a time (the engine batches them): their ``bot_message.end`` frames, in order."""
+    gate = asyncio.Semaphore(concurrency)
+    cookies: dict[str, str] = {}
+
+    async def one(number: int, question: str) -> dict:
+        async with gate:
+            socket = await open_chat(cookies, f"{session_prefix}-{number}")
+            frame = await ask(socket, question)
+            await socket.disconnect()
+        return frame
+
+    return await asyncio.gather(*(one(n, q) for n, q in enumerate(questions)))
+
+
 async def _visit(visit, scenario, crowd, rng, cookies, gate, tally) -> None:
     async with gate:
         socket = await open_chat(cookies, visit.session)

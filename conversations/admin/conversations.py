@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.db.models import F, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from admin_parts.inlines import ReadOnlyPartInline
 from conversations.admin.display import (
@@ -40,6 +40,7 @@ class TranscriptInline(ReadOnlyPartInline):
         "text",
         "rating",
         "declined_reply",
+        "guarded",
         "articles",
         "model_version",
         "finish_reason",
@@ -84,6 +85,18 @@ class TranscriptInline(ReadOnlyPartInline):
     def declined_reply(self, message: Message) -> str:
         # Words, not the field's boolean icon: a no-icon on every customer message is noise.
         return "declined" if message.declined else ""
+
+    @admin.display(description="guard")
+    def guarded(self, message: Message) -> str:
+        """Why the faithfulness guard replaced the model's reply, and what the model wrote."""
+        if not message.guard:
+            return ""
+        return format_html(
+            "<div>{}</div><details><summary>{}</summary>{}</details>",
+            message.get_guard_display(),
+            "what the model wrote",
+            message.generated_text,
+        )
 
     @admin.display(description="articles")
     def articles(self, message: Message) -> str:

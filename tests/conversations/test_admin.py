@@ -520,3 +520,17 @@ def test_it_leaves_unfinished_replies_out_of_the_transcript_and_counts(admin_cli
     assert "Still there?" in page and "Partial but ended" in page
     assert "half-writ" not in page
     assert rows[conversation.pk].n_messages == 6
+
+
+def test_the_transcript_shows_why_the_guard_replaced_a_reply(admin_client, desk):
+    Message.objects.filter(text="We sell hats.").update(
+        text="You can return boots within 30 days.",
+        guard="unsupported",
+        generated_text="We sell hats.",
+    )
+    url = reverse("admin:conversations_conversation_change", args=[desk["mine"].pk])
+
+    page = admin_client.get(url).content.decode()
+
+    assert "Said what its articles do not" in page
+    assert "<summary>what the model wrote</summary>We sell hats.</details>" in page

@@ -116,8 +116,10 @@ def test_the_demo_seed_fills_blank_fields_only_and_only_with_its_articles(tiny_e
 
     profile = BusinessProfile.objects.get()
     assert profile.business_name == "Finch Bank"  # staff's value stays
+    assert ThresholdCalibration.objects.count() == 1  # calibrated on the demo's articles
     assert profile.contact == demo["contact"]
     BusinessProfile.objects.update(contact="")
     call_command("seed_knowledge_base", stdout=StringIO())  # articles exist: no seeding
     assert BusinessProfile.objects.get().contact == ""
+    assert ThresholdCalibration.objects.count() == 1
     assert do_fill_profile({"contact": "x", "unknown": "y"}) is True
