@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -65,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--per-intent", type=int, default=0, help="held-out questions an intent")
     parser.add_argument("--concurrency", type=int, default=16, help="customers at a time")
-    parser.add_argument("--min-score", type=float, help="KNOWLEDGE_MIN_SCORE for this run")
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        help="the decline threshold for this run, as staff's override in the business profile "
+        "(default: the one calibrated on the demo's articles when they are seeded)",
+    )
     parser.add_argument("--samples", type=int, default=3, help="replies shown per kind")
     parser.add_argument("--workdir", help="where the throwaway database and checkpoints go")
     args = parser.parse_args(argv)
@@ -77,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         CHAT_MESSAGES_PER_MINUTE="100000",
         GENERATION_POLL_SECONDS="0",
     )
-    if args.min_score is not None:
-        os.environ["KNOWLEDGE_MIN_SCORE"] = str(args.min_score)
     import django
 
     django.setup()
@@ -87,11 +89,18 @@ def main(argv: list[str] | None = None) -> int:
 
     call_command("migrate", verbosity=0)
     call_command("seed_knowledge_base", verbosity=0)
+    from knowledge.calibration import min_score
+    from knowledge.profile import stored_profile
+
+    if args.min_score is not None:
+        profile = stored_profile()
+        profile.min_score_override = args.min_score
+        profile.save()
     questions = _questions(args.per_intent)
     in_scope = sum(1 for q in questions if q.intent is not None)
     print(
         f"{in_scope} held-out paraphrases, {len(questions) - in_scope} off-topic questions;"
-        f" KNOWLEDGE_MIN_SCORE={settings.KNOWLEDGE_MIN_SCORE}, top-k={settings.KNOWLEDGE_TOP_K}"
+        f" decline threshold {min_score():.3f}, top-k={settings.KNOWLEDGE_TOP_K}"
     )
     results = {}
     for label, path in models:
