@@ -28,7 +28,7 @@ from learning import base_model, pretrained
 from learning.models import ModelVersion
 from serving.chat_template import chat_ids
 from serving.checkpoints import load_checkpoint
-from tests.knowledge.articles import add_all_articles
+from tests.knowledge.articles import ARTICLES, add_article
 
 HIDDEN, HEADS, KV_HEADS, FFN, LAYERS = 32, 4, 2, 64, 2
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -313,7 +313,10 @@ def ensure(*arguments: str) -> str:
 def test_it_converts_smollm2_once_tunes_it_and_activates_the_tuned_version(
     smollm2_from_tiny_gguf, settings, tiny_encoder
 ):
-    add_all_articles()
+    settings.KNOWLEDGE_TOP_K = 3  # the tiny encoder: each question's own article among them
+    for title in ARTICLES:  # the tuning learns from the articles' example questions
+        words = title.lower()
+        add_article(title, questions=f"{words}?\nhelp with {words}\nquestion about {words}")
 
     out = ensure("--tune-steps", "2")
     assert "nothing to do" in ensure()
