@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from learning.evaluation import GoldenCase
 from learning.fisher import fisher_sample
 from learning.retention import gate_retention_pairs, retention_prompts
 
 
+@pytest.mark.django_db  # the prompt names the business profile's business
 def test_grounded_retention_prompts_show_the_intents_answer_as_the_article():
     plain = retention_prompts("gate", grounded=False, max_intents=3)
     grounded = retention_prompts("gate", grounded=True, max_intents=3)
@@ -19,6 +22,7 @@ def test_grounded_retention_prompts_show_the_intents_answer_as_the_article():
         assert turns[1:] == plain_turns
 
 
+@pytest.mark.django_db  # the prompt names the business profile's business
 def test_a_grounded_golden_case_shows_its_expected_answer():
     case = GoldenCase("Can I return shoes?", "Yes, within 30 days.", ("30 days",), grounded=True)
 
