@@ -93,9 +93,9 @@ class TuningConfig:
     max_steps: int = 0  # 0: every step of every epoch
     bf16: bool | None = None  # None: LEARNING_AUTOCAST decides (bf16 where the CPU has it)
     seed: int = 0
-    # The first of the off-topic list's calibration half trained as declines. More teach the
-    # model to decline questions the articles answer (bench/RESULTS.md: 55 declined 6.1% of the
-    # demo's in-scope questions, 30 ...).
+    # The first of the off-topic list's calibration half trained as declines (all of it
+    # calibrates the threshold). The tuning that trained 55 declined 6.1% of the demo's
+    # in-scope questions, the one before it, with 30, 3.3% (bench/RESULTS.md).
     off_topic_declines: int = 30
 
 
