@@ -18,8 +18,7 @@ the tuning). ``learning.knowledge_tuning`` runs it for a business after an impor
   include its own is left out: the model learns to answer from the article it is shown, never
   from memory (so that an article staff edit is what it says). One more example question per
   article is held out (``TuningData.held_out``): the gate asks it;
-- the first ``off_topic_declines`` of the shipped off-topic questions' calibration half
-  (``knowledge/off_topic.json``; the rest of that half calibrates the threshold only) and the
+- the shipped off-topic questions' calibration half (``knowledge/off_topic.json``) and the
   requests for a person of ``grounded_tuning_declines.json``, with the (unrelated) articles
   retrieved for them; the target is the rules' decline (``decline_text``, in the business
   profile's words), so the model learns to say so when the articles do not answer. What it
@@ -93,10 +92,6 @@ class TuningConfig:
     max_steps: int = 0  # 0: every step of every epoch
     bf16: bool | None = None  # None: LEARNING_AUTOCAST decides (bf16 where the CPU has it)
     seed: int = 0
-    # The first of the off-topic list's calibration half trained as declines (all of it
-    # calibrates the threshold). The tuning that trained 55 declined 6.1% of the demo's
-    # in-scope questions, the one before it, with 30, 3.3% (bench/RESULTS.md).
-    off_topic_declines: int = 30
 
 
 @dataclass(frozen=True)
@@ -190,11 +185,7 @@ def tuning_data(config: TuningConfig, *, log: Log | None = None) -> TuningData:
         held_out.extend(HeldOut(q, text) for q in questions[len(trained) : len(trained) + 1])
         if log is not None and (done % 20 == 0 or done == len(articles)):
             log(f"  examples: {done}/{len(articles)} articles")
-    return TuningData(
-        examples + decline_examples(config.off_topic_declines),
-        held_out,
-        article_count=len(articles),
-    )
+    return TuningData(examples + decline_examples(), held_out, article_count=len(articles))
 
 
 def tuning_examples(config: TuningConfig) -> list[TuningExample]:
@@ -202,12 +193,11 @@ def tuning_examples(config: TuningConfig) -> list[TuningExample]:
     return tuning_data(config).examples
 
 
-def decline_examples(off_topic_count: int | None = None) -> list[TuningExample]:
-    """The first ``off_topic_count`` (None: all) off-topic questions of the calibration half and
-    the requests for a person, answered by the rules' declines."""
+def decline_examples() -> list[TuningExample]:
+    """The off-topic questions and requests for a person, answered by the rules' declines."""
     examples = []
     declines = load_decline_questions()
-    for question in (*declines.off_topic[:off_topic_count], *declines.person_requests):
+    for question in (*declines.off_topic, *declines.person_requests):
         prompt = grounded_prompt(question)
         text = decline_text(person_asked=asks_for_a_person(question), topics=prompt.decline_topics)
         examples.append(TuningExample(tuple(prompt.turns), text, declines=True))
