@@ -334,6 +334,14 @@ def _shares(replies: list[Reply], articles: list[dict]) -> dict[str, float]:
         "declined_by_threshold": _share(in_scope, lambda r: r.declined and not r.by_model),
         "declined_by_model": _share(in_scope, lambda r: r.declined and r.by_model),
         "guarded": _share(in_scope, lambda r: bool(r.guard) and not r.declined),
+        # the model declined, but the question scored as confidently as the knowledge base's
+        # own: the article was sent (knowledge.faithfulness); without that, declined by the model
+        "decline_overruled": _share(
+            in_scope, lambda r: r.guard == "model_decline" and not r.declined
+        ),
+        "off_topic_overruled": _share(
+            off_topic, lambda r: r.guard == "model_decline" and not r.declined
+        ),
         "off_topic_declined": _share(off_topic, lambda r: r.declined),
         "foreign": _share(replies, lambda r: _foreign(r, known)),
         "first": _share(in_scope, lambda r: r in first),
@@ -379,7 +387,9 @@ def _print_table(results: dict[str, tuple[dict[str, float], int, float]]) -> Non
         ("  by the threshold", "declined_by_threshold"),
         ("  by the model (the rules' text sent)", "declined_by_model"),
         ("replaced by the article (the guard)", "guarded"),
+        ("  of which the model had declined", "decline_overruled"),
         ("off-topic declined", "off_topic_declined"),
+        ("  the model's decline overruled", "off_topic_overruled"),
         ("replies naming what the profile/KB do not", "foreign"),
     ]
     for title, key in rows:

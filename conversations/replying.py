@@ -194,8 +194,9 @@ def _guarded(
     if not finished:
         return faithfulness.GuardedReply(generated, "", is_decline)
     decline = answering.decline_text(person_asked=False, topics=answering.decline_topics(found))
+    confident = found.confident_score is not None and found.best_score >= found.confident_score
     return faithfulness.guard_reply(
-        generated, plan.grounding, is_decline=is_decline, decline_text=decline
+        generated, plan.grounding, is_decline=is_decline, decline_text=decline, confident=confident
     )
 
 

@@ -70,7 +70,25 @@ def min_score() -> float:
     if override is not None:
         return override
     calibrated = _calibrated.get()
-    return settings.KNOWLEDGE_MIN_SCORE if calibrated is None else calibrated
+    return settings.KNOWLEDGE_MIN_SCORE if calibrated is None else calibrated.threshold
+
+
+def confident_score() -> float | None:
+    """The score from which a question is taken to be the knowledge base's own: no off-topic
+    question of the calibration came as close to an article (and never below the threshold in
+    force). Above it the faithfulness guard sends the article rather than the model's decline
+    (``knowledge.faithfulness``). None without a calibration, or when off-topic questions
+    reached every candidate: the model's declines stand."""
+    calibrated = _calibrated.get()
+    if calibrated is None or calibrated.off_topic_ceiling is None:
+        return None
+    return max(calibrated.off_topic_ceiling, min_score())
+
+
+def off_topic_ceiling(curve: Sequence[Sequence[float]]) -> float | None:
+    """The lowest candidate threshold of a calibration's ``curve`` that answers no off-topic
+    question; None when every candidate answers some."""
+    return next((float(t) for t, _declined, answered in curve if answered == 0), None)
 
 
 def in_scope_scores(matrix: ArticleMatrix) -> np.ndarray:
@@ -195,12 +213,20 @@ def _example_question_rows(matrix: ArticleMatrix) -> np.ndarray:
     )
 
 
-def _read_calibrated() -> float | None:
+@dataclass(frozen=True)
+class Calibrated:
+    threshold: float
+    off_topic_ceiling: float | None
+
+
+def _read_calibrated() -> Calibrated | None:
     calibration = latest_calibration()
-    return None if calibration is None else calibration.threshold
+    if calibration is None:
+        return None
+    return Calibrated(calibration.threshold, off_topic_ceiling(calibration.curve))
 
 
-_calibrated: PolledValue[float | None] = PolledValue(_read_calibrated, lambda: None)
+_calibrated: PolledValue[Calibrated | None] = PolledValue(_read_calibrated, lambda: None)
 post_save.connect(
     _calibrated.forget, sender=ThresholdCalibration, dispatch_uid="forget_calibrated_threshold"
 )

@@ -14,8 +14,13 @@ generation ends (``check_reply``):
   reply's content words found in them.
 
 A flagged reply is replaced (``guard_reply``) by what KNOWLEDGE_GUARD_FALLBACK says: the best
-article's text (the default: bench/business.py measures both) or the decline. The message keeps
-what the model wrote and why it was replaced (``Message.generated_text``, ``Message.guard``).
+article's text (the default: bench/business.py measures both) or the decline. A decline the
+model writes gets the rules' decline, except where the question scored as the knowledge base's
+own do (``confident``: at or above ``knowledge.calibration.confident_score``, which no off-topic
+question of the calibration reached): there the model declined a question its article answers
+(a wording the tuning did not foresee, shown the very article that answers it): the article is sent.
+The message keeps what the model wrote and why it was replaced (``Message.generated_text``,
+``Message.guard``: ``model_decline`` on a message not declined is an overruled decline).
 """
 
 from __future__ import annotations
@@ -110,12 +115,14 @@ def guard_reply(
     *,
     is_decline: bool,
     decline_text: str,
+    confident: bool = False,
 ) -> GuardedReply:
-    """The reply to send for ``generated`` (see the module docstring)."""
+    """The reply to send for ``generated`` (see the module docstring); ``confident``: the best
+    article scored at or above the confident score."""
     reason = check_reply(generated, articles, is_decline=is_decline)
     fallback = settings.KNOWLEDGE_GUARD_FALLBACK
     if not reason or fallback == "off":
         return GuardedReply(generated, "", is_decline)
-    if reason == MODEL_DECLINE or fallback == "decline":
+    if (reason == MODEL_DECLINE and not confident) or fallback == "decline":
         return GuardedReply(decline_text, reason, True)
     return GuardedReply(str(articles[0]["text"]), reason, False)

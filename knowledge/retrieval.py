@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from knowledge.calibration import min_score
+from knowledge.calibration import confident_score, min_score
 from knowledge.encoder import get_encoder
 from knowledge.index import knowledge_index
 
@@ -51,6 +51,9 @@ class Retrieval:
     # The decline threshold in force when it was retrieved (``knowledge.calibration``); None:
     # the one in force when the reply is decided.
     min_score: float | None = None
+    # The score above which a model's decline is overruled by the article, when retrieved
+    # (``knowledge.calibration.confident_score``); None: never.
+    confident_score: float | None = None
 
 
 NOTHING = Retrieval(articles=(), best_score=0.0, enabled=False)
@@ -117,6 +120,7 @@ def _retrieve_now(question: str, k: int, *, skip_identical: bool = False) -> Ret
         enabled=True,
         topics=articles.topics,
         min_score=min_score(),  # read here, off the event loop (knowledge.polled)
+        confident_score=confident_score(),
     )
 
 

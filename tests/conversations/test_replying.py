@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -98,3 +100,24 @@ async def test_with_no_active_model_the_reply_ends_in_an_error_frame(retrieved):
         {"type": "error", "code": "busy", "detail": replying.UNAVAILABLE},
     ]
     assert bot is None  # nothing was produced: the failed reply is not kept
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("confident_score", "overruled"), [(0.8, True), (0.9, False), (None, False)]
+)
+async def test_a_model_decline_is_overruled_only_above_the_confident_score(
+    retrieved, active_model_version, monkeypatch, confident_score, overruled
+):
+    # Whatever the tiny model writes is taken for a decline; SHIPPING scores 0.82.
+    monkeypatch.setattr(answering, "is_decline", lambda text: True)
+    retrieved["answer"] = dataclasses.replace(found(SHIPPING), confident_score=confident_score)
+
+    frames, bot = await reply_frames("how much is shipping?")
+
+    assert frames[-1]["text"] == bot.text and bot.guard == "model_decline"
+    assert bot.generated_text == "".join(frame["text"] for frame in frames[2:-1])
+    if overruled:
+        assert (bot.text, bot.declined) == (SHIPPING.text, False)
+    else:
+        assert bot.declined and bot.text != SHIPPING.text

@@ -94,3 +94,24 @@ def test_an_empty_knowledge_base_cannot_be_calibrated(tiny_encoder):
     with pytest.raises(CalibrationError, match="import or embed the knowledge base first"):
         do_calibrate_threshold()
     assert not ThresholdCalibration.objects.exists()
+
+
+def test_the_off_topic_ceiling_is_the_first_candidate_answering_no_off_topic_question():
+    choice = choose_threshold(np.array([0.50, 0.60, 0.70, 0.80]), np.array([0.30, 0.40, 0.55]))
+
+    assert calibration.off_topic_ceiling(choice.curve) == 0.555  # just above the 0.55 question
+    assert calibration.off_topic_ceiling([[0.2, 0.0, 0.5], [0.9, 1.0, 0.1]]) is None
+
+
+@pytest.mark.django_db(transaction=True)  # retrieve_now closes this thread's connection
+def test_the_confident_score_is_the_ceiling_never_below_the_threshold(articles, settings):
+    assert calibration.confident_score() is None  # no calibration: the model's declines stand
+
+    stored = do_calibrate_threshold()
+    ceiling = calibration.off_topic_ceiling(stored.curve)
+
+    assert ceiling is not None
+    assert calibration.confident_score() == max(ceiling, stored.threshold)
+    BusinessProfile.objects.create(pk=1, min_score_override=0.95)  # staff's stricter threshold
+    assert calibration.confident_score() == 0.95
+    assert retrieve_now("where is my card").confident_score == 0.95

@@ -79,3 +79,22 @@ def test_the_fallback_can_be_the_decline_or_off(settings):
     settings.KNOWLEDGE_GUARD_FALLBACK = "off"
     sent = guard_reply("We have 5 people.", [ARTICLE], is_decline=False, decline_text=DECLINE)
     assert sent == faithfulness.GuardedReply("We have 5 people.", "", False)
+
+
+def test_a_decline_of_a_question_scored_as_the_knowledge_bases_own_sends_the_article(settings):
+    # The article answers it (the retrieval was confident): the model's decline is overruled.
+    decline = "Sorry, I can't help with that: I can only answer questions about shoes."
+
+    confident = guard_reply(
+        decline, [ARTICLE], is_decline=True, decline_text=DECLINE, confident=True
+    )
+    unsure = guard_reply(decline, [ARTICLE], is_decline=True, decline_text=DECLINE)
+
+    assert confident == faithfulness.GuardedReply(
+        ARTICLE["text"], faithfulness.MODEL_DECLINE, False
+    )
+    assert unsure == faithfulness.GuardedReply(DECLINE, faithfulness.MODEL_DECLINE, True)
+    settings.KNOWLEDGE_GUARD_FALLBACK = "decline"  # staff want declines: the decline it is
+    assert guard_reply(
+        decline, [ARTICLE], is_decline=True, decline_text=DECLINE, confident=True
+    ) == faithfulness.GuardedReply(DECLINE, faithfulness.MODEL_DECLINE, True)
