@@ -58,6 +58,19 @@ def reject_feedback(feedback: FeedbackSelection, reviewer: AbstractBaseUser) -> 
     return set_review_status(feedback, Status.REJECTED, reviewer)
 
 
+def use_again(feedback: FeedbackSelection, reviewer: AbstractBaseUser) -> int:
+    """Let the next run learn from the selected feedback although a run already did (a
+    re-rating never does: ``conversations.services.do_rate_message``); returns how many rows
+    changed."""
+    now = timezone.now()
+    with transaction.atomic():
+        return (
+            _selected(feedback)
+            .filter(used_by_run__isnull=False)
+            .update(used_by_run=None, reviewer=reviewer, reviewed_at=now, updated_at=now)
+        )
+
+
 def set_correction(
     feedback: Feedback,
     text: str,

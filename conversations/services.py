@@ -359,25 +359,42 @@ def do_rate_message(
     """Store the owner's rating of a reply of this conversation, replacing an earlier one.
 
     A re-rating replaces the rating with all of its fields (an absent reason, comment or
-    correction becomes empty) and sends it back to staff review: it is a new opinion, and
-    the training run that learned from the old one did not see it.
+    correction becomes empty). Staff's review sticks (issue 21): a rejected rating stays
+    rejected, and one a run learned from is not learned from again (``used_by_run`` stays) until
+    staff say so (``conversations.review.use_again``). An approved rating whose opinion changed
+    goes back to review: staff approved the old text, not the new one.
     """
     message = _rateable_message(conversation_id, message_id)
-    values = {
-        "conversation_id": conversation_id,
-        "user_id": owner.user_id,
-        "rating": rating,
-        "reason": reason,
-        "comment": comment,
-        "correction": correction,
-        "review_status": Feedback.ReviewStatus.PENDING,
-        "reviewer": None,
-        "reviewed_at": None,
-        "used_by_run": None,
-    }
+    opinion = {"rating": rating, "reason": reason, "comment": comment, "correction": correction}
     with transaction.atomic():
-        # update_or_create locks the row, and retries a create that lost a race as an update.
-        feedback, _ = Feedback.objects.update_or_create(
-            message=message, owner_key=owner.key, defaults=values
+        feedback = (
+            Feedback.objects.select_for_update()
+            .filter(message=message, owner_key=owner.key)
+            .first()
+        )
+        if feedback is None:
+            # update_or_create retries a create that lost a race as an update.
+            feedback, _ = Feedback.objects.update_or_create(
+                message=message,
+                owner_key=owner.key,
+                defaults={"conversation_id": conversation_id, "user_id": owner.user_id, **opinion},
+            )
+            return feedback
+        changed = any(getattr(feedback, field) != value for field, value in opinion.items())
+        for field, value in opinion.items():
+            setattr(feedback, field, value)
+        feedback.user_id = owner.user_id
+        if changed and feedback.review_status == Feedback.ReviewStatus.APPROVED:
+            feedback.review_status = Feedback.ReviewStatus.PENDING
+            feedback.reviewer, feedback.reviewed_at = None, None
+        feedback.save(
+            update_fields=[
+                *opinion,
+                "user",
+                "review_status",
+                "reviewer",
+                "reviewed_at",
+                "updated_at",
+            ]
         )
     return feedback

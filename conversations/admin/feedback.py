@@ -106,7 +106,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     search_help_text = "Search the rated reply, the customer's comment and the correction."
     date_hierarchy = "created_at"
     # learning.admin adds "Export as KTO JSONL" (the training format is learning's).
-    actions = ["approve_for_training", "reject", "propose_article_edits"]
+    actions = ["approve_for_training", "reject", "use_again", "propose_article_edits"]
     fieldsets = [
         (
             "The customer's rating",
@@ -214,6 +214,15 @@ class FeedbackAdmin(admin.ModelAdmin):
     def reject(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
         n = review.reject_feedback(queryset, request.user)
         self.message_user(request, f"Rejected {n} rating(s).", messages.SUCCESS)
+
+    @admin.action(description="Learn from them again in the next run", permissions=["change"])
+    def use_again(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:
+        n = review.use_again(queryset, request.user)
+        self.message_user(
+            request,
+            f"{n} rating(s) a run had learned from will be learned from again.",
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Propose article edits from the corrections", permissions=["change"])
     def propose_article_edits(self, request: HttpRequest, queryset: QuerySet[Feedback]) -> None:

@@ -66,7 +66,8 @@ async def test_it_stores_a_rating_and_replaces_it_whole_on_re_rating(cookie, sta
         "We ship in 2 days.",
     )
 
-    # Staff approved it and a run used it; a new opinion goes back to review.
+    # Staff approved it and a run used it: a new opinion goes back to review, and the run's
+    # use sticks (the next run does not learn from the row again unless staff say so).
     run = await database_sync_to_async(TrainingRun.objects.create)(
         trigger="operator", status="succeeded"
     )
@@ -81,7 +82,7 @@ async def test_it_stores_a_rating_and_replaces_it_whole_on_re_rating(cookie, sta
         "pending",
         None,
         None,
-        None,
+        run.pk,
     )
     await socket.disconnect()
 
@@ -190,4 +191,39 @@ async def test_it_rate_limits_a_feedback_flood(cookie, settings):
     assert {a.get("code") for a in answers[3:]} == {"rate_limited"}
     await still_open(socket)
     assert sorted(f.message_id for f in await feedback_rows()) == [r.pk for r in replies[:3]]
+    await socket.disconnect()
+
+
+async def test_a_rejection_survives_the_same_rating_sent_again(cookie, staff_user):
+    from conversations.review import reject_feedback
+
+    socket, hello = await open_chat(cookie)
+    _, reply = await add_exchange(hello["conversation"])
+    planted = {"reason": "wrong", "correction": "Ask at www.elsewhere.example instead."}
+    await rate(socket, reply.pk, -1, **planted)
+    [row] = await feedback_rows()
+    await database_sync_to_async(reject_feedback)([row.pk], staff_user)
+
+    await rate(socket, reply.pk, -1, **planted)  # the same frame again
+    await rate(socket, reply.pk, -1, reason="wrong", correction="Another planted answer.")
+
+    [again] = await feedback_rows()
+    assert (again.review_status, again.reviewer_id) == ("rejected", staff_user.pk)
+    assert again.correction == "Another planted answer."  # the customer's opinion, kept out
+    await socket.disconnect()
+
+
+async def test_an_approved_rating_sent_again_unchanged_stays_approved(cookie, staff_user):
+    from conversations.review import approve_feedback
+
+    socket, hello = await open_chat(cookie)
+    _, reply = await add_exchange(hello["conversation"])
+    await rate(socket, reply.pk, 1, comment="spot on")
+    [row] = await feedback_rows()
+    await database_sync_to_async(approve_feedback)([row.pk], staff_user)
+
+    await rate(socket, reply.pk, 1, comment="spot on")
+
+    [again] = await feedback_rows()
+    assert (again.review_status, again.reviewer_id) == ("approved", staff_user.pk)
     await socket.disconnect()

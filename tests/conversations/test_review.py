@@ -114,3 +114,18 @@ def test_it_keeps_a_customers_concurrent_rerating(ratings, staff_user):
 
     row = Feedback.objects.get(pk=stale.pk)
     assert (row.rating, row.comment, row.correction) == (1, "actually fine", "Better.")
+
+
+def test_use_again_lets_the_next_run_learn_from_rows_a_run_used(ratings, staff_user):
+    from learning.feedback import usable_feedback
+    from learning.models import TrainingRun
+
+    Message.objects.update(finish_reason="stop")  # finished replies: usable
+    run = TrainingRun.objects.create(trigger="command", status="succeeded")
+    Feedback.objects.filter(pk__in=[ratings[0].pk, ratings[1].pk]).update(used_by_run=run)
+    assert set(usable_feedback(require_approval=False)) == {ratings[2]}
+
+    assert review.use_again([ratings[0].pk, ratings[2].pk], staff_user) == 1  # [2] was unused
+
+    assert set(usable_feedback(require_approval=False)) == {ratings[0], ratings[2]}
+    assert Feedback.objects.get(pk=ratings[0].pk).reviewer == staff_user
