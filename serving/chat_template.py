@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from knowledge.prompt import Turn
+from knowledge.prompt import Turn, neutralised, neutralised_turns
 
 if TYPE_CHECKING:
     import torch
@@ -29,13 +29,26 @@ END_OF_TURN = "<|end|>"
 
 def chat_ids(tokenizer: Any, turns: Sequence[Turn], *, add_generation_prompt: bool) -> list[int]:
     """``apply_chat_template`` token ids as a plain list, whatever the transformers version
-    returns (a list, or a mapping holding ``input_ids``)."""
+    returns (a list, or a mapping holding ``input_ids``). The turns' text is ``neutralised``
+    first: a special token typed in it stays text (``knowledge.prompt``)."""
     ids = tokenizer.apply_chat_template(
-        list(turns), add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False
+        neutralised_turns(turns, special_tokens(tokenizer)),
+        add_generation_prompt=add_generation_prompt,
+        tokenize=True,
+        return_dict=False,
     )
     if hasattr(ids, "keys"):
         ids = ids["input_ids"]
     return list(ids)
+
+
+def special_tokens(tokenizer: Any) -> tuple[str, ...]:
+    """The tokenizer's special tokens (its added ones marked special included), longest
+    first."""
+    found = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    found.update(token.content for token in decoder.values() if getattr(token, "special", False))
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def without_oldest_turn(turns: Sequence[Turn]) -> list[Turn] | None:
@@ -89,7 +102,9 @@ def turn_ids(tokenizer: Any, context: Sequence[Turn], reply: str) -> tuple[list[
     )
     if full[: len(prompt)] == prompt:
         return prompt, full[len(prompt) :]
-    own = tokenizer(reply, add_special_tokens=False)["input_ids"]
+    own = tokenizer(neutralised(reply, special_tokens(tokenizer)), add_special_tokens=False)[
+        "input_ids"
+    ]
     return prompt, [*own, tokenizer.eos_token_id]
 
 

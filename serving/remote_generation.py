@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from knowledge.prompt import neutralised_turns
 from serving.generation import ActiveVersion, EngineBusy, FinishReason, ReplyResult
 
 BUSY_STATUSES = (429, 503)
@@ -95,7 +96,10 @@ class RemoteGeneration:
         """The chat completion request for ``turns`` by ``version``."""
         body: dict[str, Any] = {
             "model": version.name,
-            "messages": [{"role": t["role"], "content": t["content"]} for t in turns],
+            # the server applies the template: no text of a turn may become its markup
+            "messages": [
+                {"role": t["role"], "content": t["content"]} for t in neutralised_turns(turns)
+            ],
             "stream": True,
             # vLLM reports usage in a last chunk only when asked; serve_model always does.
             "stream_options": {"include_usage": True},
