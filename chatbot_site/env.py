@@ -10,6 +10,7 @@ silently drop an operator's configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import warnings
@@ -146,3 +147,15 @@ def envchoice(name: str, default: str, choices: tuple[str, ...], *, old: str | N
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only (127.0.0.0/8,
+    ::1, localhost); "0.0.0.0", "::" and any other address serve the network."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

@@ -13,7 +13,16 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from chatbot_site.env import envbool, envchoice, envfloat, envint, envlist, envstr, web_origin
+from chatbot_site.env import (
+    envbool,
+    envchoice,
+    envfloat,
+    envint,
+    envlist,
+    envstr,
+    is_loopback,
+    web_origin,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
@@ -24,6 +33,14 @@ _DEV_SECRET = "dev-only-insecure-secret-key-change-me"
 SECRET_KEY = envstr("SECRET_KEY", _DEV_SECRET)
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
+# Where the web process listens (Procfile). Bound to the network, debug pages and the
+# development key would serve strangers: refuse (bin/start on a laptop keeps 127.0.0.1).
+WEB_HOST = envstr("WEB_HOST", "127.0.0.1")
+if not is_loopback(WEB_HOST) and (DEBUG or SECRET_KEY == _DEV_SECRET):
+    raise ImproperlyConfigured(
+        f"WEB_HOST={WEB_HOST} serves other machines: set DEBUG=false and a SECRET_KEY of your "
+        "own first (docs/operations.md), or leave WEB_HOST unset to serve this machine only."
+    )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])

@@ -6,7 +6,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from chatbot_site.env import envbool, envchoice, envfloat, envint, envlist
+from chatbot_site.env import envbool, envchoice, envfloat, envint, envlist, is_loopback
 
 
 def test_it_reads_booleans(monkeypatch):
@@ -87,3 +87,37 @@ def test_the_settings_read_an_old_variable_name(tmp_path):
     )
     assert shown.stdout.strip().splitlines()[-1] == "7", shown.stderr
     assert "ENGINE_MAX_QUEUE is deprecated: set GENERATION_ENGINE_MAX_QUEUE" in shown.stderr
+
+
+def test_bound_to_the_network_it_refuses_debug_and_the_development_key(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path), "WEB_HOST": "0.0.0.0"}
+    check = [sys.executable, "manage.py", "check"]
+
+    debug = subprocess.run(check, env=env, capture_output=True, text=True)
+    dev_key = subprocess.run(check, env={**env, "DEBUG": "false"}, capture_output=True, text=True)
+    safe = {**env, "DEBUG": "false", "SECRET_KEY": "a-real-secret-of-this-deployment"}
+    deployed = subprocess.run(check, env=safe, capture_output=True, text=True)
+    laptop = subprocess.run(check, env={**env, "WEB_HOST": "127.0.0.1"}, capture_output=True)
+
+    assert debug.returncode != 0 and "WEB_HOST=0.0.0.0 serves other machines" in debug.stderr
+    assert dev_key.returncode != 0  # the development key fails first or this check does
+    assert deployed.returncode == 0, deployed.stderr
+    assert laptop.returncode == 0  # bin/start's default on a laptop keeps working
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.0.1.1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("chat.example.com", False),
+    ],
+)
+def test_it_tells_a_loopback_address(host, loopback):
+    assert is_loopback(host) is loopback
