@@ -120,8 +120,26 @@ def list_models() -> dict[str, Any]:
     }
 
 
+# The versions a request may name: the active one and those ready to be (a rejected candidate,
+# or one staff retired, is not served unless `serve_model --any-version` says so).
+SERVED_STATUSES = (ModelVersion.Status.ACTIVE, ModelVersion.Status.READY)
+_serve_any_version = False
+
+
+def serve_any_version(allowed: bool) -> None:
+    """Serve versions of every status (``serve_model --any-version``: to compare a rejected
+    candidate by hand), or only ``SERVED_STATUSES``."""
+    global _serve_any_version
+    _serve_any_version = allowed
+
+
 def find_version(name: str) -> ActiveVersion | None:
-    row = ModelVersion.objects.filter(name=name).first()
+    """The version ``name``, if this server serves it. A version found once stays served by
+    this process (``version_named``), so that replies in flight when it is retired end."""
+    rows = ModelVersion.objects.filter(name=name)
+    if not _serve_any_version:
+        rows = rows.filter(status__in=SERVED_STATUSES)
+    row = rows.first()
     if row is None:
         return None
     return ActiveVersion(id=row.pk, name=row.name, checkpoint_path=row.checkpoint_path)
@@ -193,7 +211,10 @@ async def chat_completions(body: dict[str, Any], receive: Receive, send: Send) -
     version = await version_named(name)
     if version is None:
         raise HttpError(
-            404, f"The model `{name}` does not exist.", "not_found_error", "model_not_found"
+            404,
+            f"The model `{name}` does not exist or is not served (neither active nor ready).",
+            "not_found_error",
+            "model_not_found",
         )
     try:
         stream = backends.get_in_process_engine().stream_reply(

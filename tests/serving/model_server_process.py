@@ -25,11 +25,15 @@ STEP_SECONDS = 0.05
 
 @contextmanager
 def model_serving(
-    log_path: Path, *, slow: bool = False, env: dict[str, str] | None = None
+    log_path: Path,
+    *,
+    slow: bool = False,
+    env: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """``manage.py serve_model`` on a free port; yields its base URL (ending in /v1)."""
     program = ["-m", "tests.serving.model_server_process"] if slow else ["manage.py"]
-    args = [*program, "serve_model", "--host", "127.0.0.1", "--port", "{port}"]
+    args = [*program, "serve_model", "--host", "127.0.0.1", "--port", "{port}", *options]
     with server_process(args, "/v1/models", log_path, env) as (url, _):
         yield f"{url}/v1"
 

@@ -116,3 +116,19 @@ def test_it_refuses_unknown_models_bad_bodies_and_missing_keys(server, active_mo
     assert wrong.status_code == 401
     assert wrong.json()["error"]["type"] == "authentication_error"
     assert httpx.get(f"{server}/models").status_code == 401
+
+
+@pytest.mark.parametrize(("options", "served"), [((), False), (("--any-version",), True)])
+def test_a_rejected_version_is_served_only_when_told(
+    active_model_version, second_model_version, tmp_path, options, served
+):
+    second_model_version.status = "rejected"  # a candidate the gate turned down
+    second_model_version.save(update_fields=["status"])
+    request = {"model": second_model_version.name, "messages": QUESTION, "max_tokens": 2}
+
+    with model_serving(tmp_path / "serve_model.log", options=options) as url:
+        response = httpx.post(f"{url}/chat/completions", json=request, timeout=30)
+        listed = httpx.get(f"{url}/models").json()["data"]
+
+    assert response.status_code == (200 if served else 404)
+    assert [m["id"] for m in listed] == [active_model_version.name]  # listed: never

@@ -34,6 +34,14 @@ class Command(BaseCommand):
             help="port to listen on (default GENERATION_SERVE_PORT: %(default)s)",
         )
         parser.add_argument(
+            "--any-version",
+            action="store_true",
+            help=(
+                "serve every registered version a request names, rejected and retired ones "
+                "included (by default only the active version and those ready)"
+            ),
+        )
+        parser.add_argument(
             "--if-configured",
             action="store_true",
             help=(
@@ -45,6 +53,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         host, port = str(options["host"]), int(options["port"])
+        model_server.serve_any_version(bool(options["any_version"]))
         if options["if_configured"] and not model_server.serves_locally(host, port):
             self.stdout.write(
                 "serve_model: not needed (GENERATION_BACKEND is not openai, or "
