@@ -94,10 +94,28 @@ def usable_feedback_count() -> int:
     return usable_feedback(require_approval=settings.LEARNING_REQUIRE_APPROVAL).count()
 
 
+def new_feedback_count() -> int:
+    """Usable feedback that counts toward the periodic check's bar. After a feedback run the
+    gate rejected, only feedback rated (or re-rated) since that run started counts: the same
+    data would be rejected again, and every try writes a candidate checkpoint."""
+    usable = usable_feedback(require_approval=settings.LEARNING_REQUIRE_APPROVAL)
+    last = (
+        TrainingRun.objects.filter(kind=TrainingRun.Kind.FEEDBACK)
+        .exclude(status__in=TrainingRun.OPEN_STATUSES)
+        .exclude(status=TrainingRun.Status.FAILED)  # a failure says nothing of the data
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if last is not None and last.status == TrainingRun.Status.REJECTED:
+        usable = usable.filter(updated_at__gt=last.started_at or last.created_at)
+    return usable.count()
+
+
 def queue_run_if_enough_feedback() -> TrainingRun | None:
-    """The periodic check: fail dead runs, then queue a run when enough feedback is new."""
+    """The periodic check: fail dead runs, then queue a run when enough feedback is new
+    (``new_feedback_count``: after a rejection, new since it)."""
     fail_stale_runs()
-    if open_run() is not None or usable_feedback_count() < settings.LEARNING_MIN_NEW_FEEDBACK:
+    if open_run() is not None or new_feedback_count() < settings.LEARNING_MIN_NEW_FEEDBACK:
         return None
     run, created = request_training_run(trigger=TrainingRun.Trigger.SCHEDULE)
     return run if created else None

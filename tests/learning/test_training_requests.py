@@ -198,3 +198,25 @@ def test_the_periodic_check_fails_a_dead_run_first(settings, queued):
 
     dead.refresh_from_db()
     assert dead.status == TrainingRun.Status.FAILED and run is not None and run.pk != dead.pk
+
+
+@pytest.mark.django_db
+def test_after_a_rejection_the_periodic_check_waits_for_new_feedback(settings, queued):
+    settings.LEARNING_MIN_NEW_FEEDBACK = 24
+    rate_consistently(rounds=1)  # 24 rows
+    first = runs.queue_run_if_enough_feedback()
+    assert first is not None
+    started = timezone.now()
+    TrainingRun.objects.filter(pk=first.pk).update(status="rejected", started_at=started)
+
+    assert runs.queue_run_if_enough_feedback() is None  # the same data: not tried again
+    assert runs.usable_feedback_count() == 24  # still usable, by hand or with new data
+
+    rate_consistently(rounds=1, owner_prefix="newer")  # 24 rows rated since the rejection
+    second = runs.queue_run_if_enough_feedback()
+    assert second is not None and second.pk != first.pk
+    TrainingRun.objects.filter(pk=second.pk).update(status="rejected", started_at=timezone.now())
+
+    assert runs.queue_run_if_enough_feedback() is None  # rejected twice: still waits
+    TrainingRun.objects.filter(pk=second.pk).update(status="failed")
+    assert runs.queue_run_if_enough_feedback() is not None  # a failure is retried
