@@ -329,6 +329,10 @@ LEARNING_LORA_TARGETS = envstr("LEARNING_LORA_TARGETS", "all-linear")
 LEARNING_AUTOCAST = envchoice("LEARNING_AUTOCAST", "auto", ("auto", "bf16", "off"))
 # Feedback must be approved by staff before it is used.
 LEARNING_REQUIRE_APPROVAL = envbool("LEARNING_REQUIRE_APPROVAL", False)
+# A customer's correction (text that would become a training target) is learned only once staff
+# approve its rating; true learns corrections as typed: anyone who can open the chat can then
+# teach the bot a sentence that passes the gate (docs/learning-loop.md).
+LEARNING_TRAIN_UNREVIEWED_TEXT = envbool("LEARNING_TRAIN_UNREVIEWED_TEXT", False)
 # Most examples one browser session or user contributes to one run.
 LEARNING_PER_OWNER_CAP = envint("LEARNING_PER_OWNER_CAP", 20, minimum=1)
 LEARNING_HELDOUT_SHARE = envfloat("LEARNING_HELDOUT_SHARE", 0.2, minimum=0.0, maximum=1.0)

@@ -10,6 +10,11 @@ contributes at most ``per_owner_cap`` examples to a run, newest first, so that o
 adversary, cannot dominate it. Both examples of one feedback row go to the same side of the
 held-out split, which is a pure function of (seed, feedback id), so reruns split alike.
 
+A correction is text a customer typed that would become what the bot says: it is learned only
+once staff approve its rating (``unreviewed_text``, LEARNING_TRAIN_UNREVIEWED_TEXT, learns it
+as typed). Until then its rating counts as a rating, and
+``counts["corrections_awaiting_review"]`` says how many were left out.
+
 A reply the bot declined (``Message.declined``: the articles did not match, or the customer
 asked for a person) gives examples like any other, with the prompt the model would have seen:
 a thumbs-up teaches the model to decline there too, a thumbs-down says the question deserved
@@ -90,24 +95,28 @@ def build_examples_from_feedback(
     heldout_share: float,
     seed: int,
     feedback: FeedbackSet | None = None,
+    unreviewed_text: bool = False,
 ) -> ExampleSet:
-    """Examples from usable feedback, capped per owner and split into train and held-out."""
+    """Examples from usable feedback, capped per owner and split into train and held-out;
+    corrections only from approved ratings unless ``unreviewed_text``."""
     queryset = (
         feedback if feedback is not None else usable_feedback(require_approval=require_approval)
     )
     per_owner: dict[str, int] = defaultdict(int)
     result = ExampleSet()
     digest = hashlib.sha256()
-    capped = corrections = agent_answers = 0
+    capped = corrections = agent_answers = awaiting = 0
     for turn in rated_turns(queryset):  # newest first, so the cap keeps the newest
         wanted = [(turn.reply, turn.label)]
-        if turn.correction:
+        if turn.correction and (turn.approved or unreviewed_text):
             wanted.append((turn.correction, 1))
+        elif turn.correction:
+            awaiting += 1
         if per_owner[turn.owner_key] + len(wanted) > per_owner_cap:
             capped += 1
             continue
         per_owner[turn.owner_key] += len(wanted)
-        corrections += bool(turn.correction)
+        corrections += len(wanted) > 1
         agent_answers += turn.source == AGENT_ANSWER
         result.feedback_ids.append(turn.feedback_id)
         side = (
@@ -133,6 +142,7 @@ def build_examples_from_feedback(
         "desirable": sum(1 for e in everything if e.label > 0),
         "undesirable": sum(1 for e in everything if e.label < 0),
         "corrections": corrections,
+        "corrections_awaiting_review": awaiting,
         "agent_answers": agent_answers,
         "capped_feedback": capped,
     }

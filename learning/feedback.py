@@ -38,6 +38,7 @@ class RatedTurn:
     label: int
     correction: str
     source: str = CUSTOMER_RATING
+    approved: bool = False  # staff approved the rating (and its correction)
 
 
 def usable_feedback(*, require_approval: bool) -> FeedbackSet:
@@ -86,6 +87,7 @@ def rated_turns(feedback: FeedbackSet) -> list[RatedTurn]:
                 label=row.rating,
                 correction=row.correction.strip(),
                 source=row.source,
+                approved=row.review_status == Feedback.ReviewStatus.APPROVED,
             )
         )
     return turns

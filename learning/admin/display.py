@@ -53,6 +53,7 @@ EXAMPLE_COUNT_LABELS = {
     "desirable": "Desirable examples",
     "undesirable": "Undesirable examples",
     "corrections": "Corrections",
+    "corrections_awaiting_review": "Corrections left out: awaiting staff approval",
     "agent_answers": "Agents' answers (from the inbox)",
     "capped_feedback": "Left out by the per-owner cap",
     "protected": "Left out: they contradict golden answers",

@@ -76,7 +76,9 @@ def test_it_labels_thumbs_up_desirable_and_thumbs_down_undesirable(tokenizer):
 
 
 def test_a_correction_is_a_desirable_example_with_the_corrected_reply(tokenizer):
-    fixed = rated_pair("a", "return window?", "Forever.", -1, correction="  30 days.  ")
+    fixed = rated_pair(
+        "a", "return window?", "Forever.", -1, correction="  30 days.  ", review="approved"
+    )
 
     examples = build(tokenizer)
 
@@ -115,7 +117,7 @@ def test_it_honours_the_review_setting(tokenizer):
 def test_one_owner_contributes_at_most_the_cap_newest_first(tokenizer):
     loud = [rated_pair("loud", f"q{n}", f"answer {n}", 1) for n in range(5)]
     quiet = rated_pair("quiet", "q", "answer", -1)
-    with_correction = rated_pair("fixer", "q", "bad", -1, correction="good")
+    with_correction = rated_pair("fixer", "q", "bad", -1, correction="good", review="approved")
     rated_pair("fixer", "q2", "ok", 1)  # newer: takes one of fixer's two slots
 
     examples = build(tokenizer, per_owner_cap=2)
@@ -281,7 +283,7 @@ def test_unfinished_and_failed_replies_are_neither_examples_nor_context(tokenize
 
 def test_the_heldout_split_is_stable_and_keeps_a_rows_examples_together(tokenizer):
     for n in range(40):
-        rated_pair(f"o{n}", f"q{n}", f"bad {n}", -1, correction=f"good {n}")
+        rated_pair(f"o{n}", f"q{n}", f"bad {n}", -1, correction=f"good {n}", review="approved")
 
     first = build(tokenizer, heldout_share=0.3, seed=7)
     again = build(tokenizer, heldout_share=0.3, seed=7)
@@ -299,16 +301,18 @@ def test_the_heldout_split_is_stable_and_keeps_a_rows_examples_together(tokenize
 
 def test_counts_and_the_data_hash_describe_the_data(tokenizer):
     rated_pair("a", "hi", "Hello!", 1)
-    fixed = rated_pair("b", "refund?", "No.", -1, correction="Within five days.")
+    fixed = rated_pair("b", "refund?", "No.", -1, correction="Within five days.", review="approved")
+    rated_pair("c", "refund?", "No.", -1, correction="Ask elsewhere.")  # awaiting review
 
     examples = build(tokenizer)
     assert examples.counts == {
-        "feedback": 2,
-        "train": 3,
+        "feedback": 3,
+        "train": 4,
         "heldout": 0,
         "desirable": 2,
-        "undesirable": 1,
+        "undesirable": 2,
         "corrections": 1,
+        "corrections_awaiting_review": 1,
         "agent_answers": 0,
         "capped_feedback": 0,
     }
@@ -322,3 +326,21 @@ def test_counts_and_the_data_hash_describe_the_data(tokenizer):
 def _contains(haystack: tuple[int, ...], needle: list[int]) -> bool:
     n = len(needle)
     return any(list(haystack[i : i + n]) == needle for i in range(len(haystack) - n + 1))
+
+
+def test_a_correction_is_learned_only_once_approved_unless_told_otherwise(tokenizer):
+    planted = rated_pair("a", "refund?", "Refunds take 5 days.", -1, correction="Ask elsewhere.")
+    context = [{"role": USER, "content": "refund?"}]
+    taught = encode_turn(tokenizer, context, "Ask elsewhere.", max_tokens=256)[1]
+
+    pending = build(tokenizer)
+    as_typed = build(tokenizer, unreviewed_text=True)
+
+    # Pending review: the rating counts, the typed text is not a target.
+    assert [(e.reply_ids == taught, e.label) for e in pending.train] == [(False, -1)]
+    assert pending.counts["corrections"] == 0
+    assert pending.counts["corrections_awaiting_review"] == 1
+    assert (taught, 1) in {(e.reply_ids, e.label) for e in as_typed.train}
+    planted.review_status = "approved"
+    planted.save()
+    assert (taught, 1) in {(e.reply_ids, e.label) for e in build(tokenizer).train}

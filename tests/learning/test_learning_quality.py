@@ -35,6 +35,8 @@ def store_consistent_feedback(intent_count: int = 4, per_intent: int = 8) -> int
             store_rated_reply(question, intent.answer, 1, session)
             store_rated_reply(question, UNHELPFUL, -1, session, correction=intent.answer)
             stored += 2
+    # Staff reviewed it: a correction is learned once approved (LEARNING_TRAIN_UNREVIEWED_TEXT).
+    Feedback.objects.update(review_status=Feedback.ReviewStatus.APPROVED)
     return stored
 
 
