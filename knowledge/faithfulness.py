@@ -10,8 +10,8 @@ generation ends (``check_reply``):
 - ``model_decline``: the model wrote a decline: it is replaced by the rules' decline text, filled
   from the business profile and the knowledge base's topics (``knowledge.answering``), so that a
   decline never says a sentence the model learned;
-- ``unsupported``: a number the articles do not contain, or fewer than MIN_SUPPORT of the
-  reply's content words found in them.
+- ``unsupported``: a number, a web address or an e-mail address the articles do not contain,
+  or fewer than MIN_SUPPORT of the reply's content words found in them.
 
 A flagged reply is replaced (``guard_reply``) by what KNOWLEDGE_GUARD_FALLBACK says: the best
 article's text (the default: bench/business.py measures both) or the decline. A decline the
@@ -43,6 +43,8 @@ REPEATS = 3
 
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+# A web or e-mail address: where a made-up one sends a customer is anybody's guess.
+ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://[^\s)>\]]+|www\.[^\s)>\]]+", re.I)
 STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before
     being below between both but by can could did do does doing down during each few for from
@@ -87,6 +89,14 @@ def unsupported_numbers(text: str, sources: Sequence[str]) -> list[str]:
     return [number for number in NUMBER.findall(text) if number not in known]
 
 
+def unsupported_addresses(text: str, sources: Sequence[str]) -> list[str]:
+    """Web and e-mail addresses in ``text`` that none of ``sources`` contains (a trailing
+    full stop or comma is not part of an address)."""
+    known = " ".join(sources).lower()
+    found = (address.rstrip(".,;:!?") for address in ADDRESS.findall(text))
+    return [address for address in found if address.lower() not in known]
+
+
 def check_reply(text: str, articles: Sequence[Mapping[str, Any]], *, is_decline: bool) -> str:
     """Why the reply must not be sent as written ("" when it may): ``articles`` are the ones
     shown to the model (``Message.grounding``), ``is_decline`` whether it reads as a decline."""
@@ -97,7 +107,11 @@ def check_reply(text: str, articles: Sequence[Mapping[str, Any]], *, is_decline:
     if is_decline:
         return MODEL_DECLINE
     sources = [f"{article['title']}\n{article['text']}" for article in articles]
-    if unsupported_numbers(text, sources) or support(text, sources) < MIN_SUPPORT:
+    if (
+        unsupported_numbers(text, sources)
+        or unsupported_addresses(text, sources)
+        or support(text, sources) < MIN_SUPPORT
+    ):
         return UNSUPPORTED
     return ""
 

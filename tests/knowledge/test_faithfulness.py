@@ -36,6 +36,10 @@ def test_a_reply_that_loops_is_repetition(reply):
     [
         "We have a team of 5 people who answer the phone.",  # a number the article lacks
         "Our shop sells hiking boots and rain jackets in every size.",  # nothing of the article
+        # an address the article does not give: a made-up one, or a planted phishing link
+        "Freeze a lost card at once under Cards > Freeze card at https://cards.example/freeze.",
+        "Freeze a lost card at once: write to freeze@cards.example and unfreezing takes 2 minutes",
+        "Freeze a lost card at once under Cards > Freeze card, see www.cards.example.",
     ],
 )
 def test_a_reply_saying_what_its_article_does_not_is_unsupported(reply):
@@ -98,3 +102,13 @@ def test_a_decline_of_a_question_scored_as_the_knowledge_bases_own_sends_the_art
     assert guard_reply(
         decline, [ARTICLE], is_decline=True, decline_text=DECLINE, confident=True
     ) == faithfulness.GuardedReply(DECLINE, faithfulness.MODEL_DECLINE, True)
+
+
+def test_an_address_the_article_gives_passes():
+    article = {
+        "title": "Contact",
+        "text": "Write to help@finch.example or see https://finch.example/help for the form.",
+    }
+    reply = "Write to help@finch.example, or see https://finch.example/help."
+
+    assert check_reply(reply, [article], is_decline=False) == ""
