@@ -336,6 +336,13 @@ LEARNING_TRAIN_UNREVIEWED_TEXT = envbool("LEARNING_TRAIN_UNREVIEWED_TEXT", False
 # Most examples one browser session or user contributes to one run.
 LEARNING_PER_OWNER_CAP = envint("LEARNING_PER_OWNER_CAP", 20, minimum=1)
 LEARNING_HELDOUT_SHARE = envfloat("LEARNING_HELDOUT_SHARE", 0.2, minimum=0.0, maximum=1.0)
+# Checkpoints kept (learning/checkpoint_pruning.py): the newest rejected candidates, for at
+# most this many hours; the newest superseded versions, for a rollback; and a budget for all of
+# CHECKPOINT_DIR in GB (0: none) that deletes the oldest of those first.
+LEARNING_KEEP_REJECTED = envint("LEARNING_KEEP_REJECTED", 2, minimum=0)
+LEARNING_KEEP_REJECTED_HOURS = envfloat("LEARNING_KEEP_REJECTED_HOURS", 72.0, minimum=0.0)
+LEARNING_KEEP_RETIRED = envint("LEARNING_KEEP_RETIRED", 3, minimum=0)
+LEARNING_CHECKPOINT_BUDGET_GB = envfloat("LEARNING_CHECKPOINT_BUDGET_GB", 0.0, minimum=0.0)
 # The periodic check queues a run when at least this much usable feedback is new.
 LEARNING_MIN_NEW_FEEDBACK = envint("LEARNING_MIN_NEW_FEEDBACK", 20, minimum=1)
 # Gate: retention perplexity may rise by at most this share over the parent's.

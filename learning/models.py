@@ -58,6 +58,12 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     activation_note = models.CharField(max_length=500, blank=True)
+    weights_deleted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its checkpoint was deleted to bound the disk (learning/"
+        "checkpoint_pruning.py); such a version can no longer be activated.",
+    )
 
     objects = ModelVersionQuerySet.as_manager()
 

@@ -112,9 +112,11 @@ def new_feedback_count() -> int:
 
 
 def queue_run_if_enough_feedback() -> TrainingRun | None:
-    """The periodic check: fail dead runs, then queue a run when enough feedback is new
-    (``new_feedback_count``: after a rejection, new since it)."""
+    """The periodic check: fail dead runs and prune checkpoints, then queue a run when enough
+    feedback is new (``new_feedback_count``: after a rejection, new since it)."""
     fail_stale_runs()
+    if open_run() is None:  # a running run may be writing the newest checkpoint
+        prune_checkpoints_quietly()
     if open_run() is not None or new_feedback_count() < settings.LEARNING_MIN_NEW_FEEDBACK:
         return None
     run, created = request_training_run(trigger=TrainingRun.Trigger.SCHEDULE)
@@ -237,8 +239,20 @@ def execute_training_run(run_id: int) -> TrainingRun | None:
         )
     finally:
         _remove_leftovers(run_id)
+        prune_checkpoints_quietly()
     run.refresh_from_db()
     return run
+
+
+def prune_checkpoints_quietly() -> None:
+    """Bound the disk (``learning.checkpoint_pruning``); a failure is logged, never raised: the
+    run it follows has finished either way."""
+    from learning.checkpoint_pruning import prune_checkpoints
+
+    try:
+        prune_checkpoints()
+    except Exception:
+        logger.exception("Pruning the checkpoints failed")
 
 
 def describe_run(run: TrainingRun) -> str:

@@ -63,6 +63,11 @@ def activate_version(version: ModelVersion, *, by: Any = None, note: str = "") -
     with transaction.atomic():
         previous = list(ModelVersion.objects.active().select_for_update())
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.weights_deleted_at is not None:
+            raise LearningError(
+                f"{locked.name} cannot answer customers: its weights were deleted on "
+                f"{locked.weights_deleted_at:%Y-%m-%d %H:%M} to bound the disk."
+            )
         was_retired = locked.status == ModelVersion.Status.RETIRED
         ModelVersion.objects.active().exclude(pk=locked.pk).update(
             status=ModelVersion.Status.RETIRED

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.core.exceptions import PermissionDenied
@@ -30,6 +31,7 @@ from learning.admin.display import (
     version_charts,
     version_status_badge,
 )
+from learning.checkpoint_pruning import directory_bytes
 from learning.feedback import with_rating_counts
 from learning.models import ModelVersion
 from learning.permissions import can_operate
@@ -75,6 +77,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "activated_at",
         "thumbs_up_share",
         "key_metrics",
+        "weights_on_disk",
     ]
     list_filter = ["status", "source"]
     list_select_related = ["parent"]
@@ -85,6 +88,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "status_badge",
         "source",
         "checkpoint_path",
+        "weights_on_disk",
         "parent",
         "anchor",
         "adapter_base",
@@ -262,6 +266,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             latest = with_rating_counts(ModelVersion.objects.order_by("-created_at", "-id"))
             versions = list(latest[:CHART_VERSIONS])[::-1]
             response.context_data["version_charts"] = version_charts(versions)
+            self.message_user(request, disk_summary(), messages.INFO)
         return response
 
     # Columns -----------------------------------------------------------------------------
@@ -276,6 +281,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if not n_rated:
             return "no ratings"
         return f"{version.n_up / n_rated:.0%} of {n_rated}"
+
+    @admin.display(description="weights on disk")
+    def weights_on_disk(self, version: ModelVersion) -> str:
+        if version.weights_deleted_at is not None:
+            return f"deleted {version.weights_deleted_at:%Y-%m-%d %H:%M} (bounded disk)"
+        return f"{directory_bytes(version.checkpoint_path) / 1e6:,.0f} MB"
 
     @admin.display(description="key metrics")
     def key_metrics(self, version: ModelVersion) -> str:
@@ -297,3 +308,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def metrics_json(self, version: ModelVersion) -> str:
         pretty = json.dumps(version.metrics, indent=2, sort_keys=True, ensure_ascii=False)
         return format_html("<details><summary>JSON</summary><pre>{}</pre></details>", pretty)
+
+
+def disk_summary() -> str:
+    """What the checkpoints take, and what the retention settings keep."""
+    used = directory_bytes(settings.CHECKPOINT_DIR) / 1024**3
+    budget = settings.LEARNING_CHECKPOINT_BUDGET_GB
+    return (
+        f"Checkpoints use {used:.2f} GB"
+        + (f" of a {budget:g} GB budget" if budget else "")
+        + f" in {settings.CHECKPOINT_DIR}. Kept: the newest {settings.LEARNING_KEEP_REJECTED} "
+        f"rejected candidates (for {settings.LEARNING_KEEP_REJECTED_HOURS:g} hours at most) and "
+        f"the newest {settings.LEARNING_KEEP_RETIRED} superseded versions; the weights of the "
+        "others are deleted after every run."
+    )

@@ -5,6 +5,8 @@ answer typed as a correction) must give a candidate the gate promotes; the same 
 a huge step and no pull toward θ₀ must give one that forgets and is rejected for retention.
 """
 
+from pathlib import Path
+
 import pytest
 
 from bench.learning.rated_replies import store_rated_reply
@@ -68,7 +70,8 @@ def test_it_promotes_a_candidate_trained_on_consistent_feedback(active_model_ver
     assert Feedback.objects.filter(used_by_run=run).count() > 0
 
 
-def test_it_rejects_a_candidate_that_forgets_for_retention(active_model_version):
+def test_it_rejects_a_candidate_that_forgets_for_retention(active_model_version, settings):
+    settings.LEARNING_KEEP_REJECTED = 0  # bounded disk: no rejected candidate's weights kept
     store_consistent_feedback()
 
     run = run_training(lr=0.05, anchor_strength=0.0, replay_share=0.0, epochs=6)
@@ -79,3 +82,7 @@ def test_it_rejects_a_candidate_that_forgets_for_retention(active_model_version)
     assert ModelVersion.objects.active().get() == active_model_version
     assert run.result_version.status == ModelVersion.Status.REJECTED
     assert not Feedback.objects.filter(used_by_run=run).exists()
+    # The candidate's weights went after the run; its row, metrics and reasons stay.
+    assert run.result_version.weights_deleted_at is not None
+    assert not Path(run.result_version.checkpoint_path).exists()
+    assert Path(active_model_version.checkpoint_path).is_dir()
