@@ -345,6 +345,9 @@ LEARNING_KEEP_RETIRED = envint("LEARNING_KEEP_RETIRED", 3, minimum=0)
 LEARNING_CHECKPOINT_BUDGET_GB = envfloat("LEARNING_CHECKPOINT_BUDGET_GB", 0.0, minimum=0.0)
 # The periodic check queues a run when at least this much usable feedback is new.
 LEARNING_MIN_NEW_FEEDBACK = envint("LEARNING_MIN_NEW_FEEDBACK", 20, minimum=1)
+# Golden cases the gate draws from the knowledge base itself (for a base tuned to answer from
+# articles): this many active articles, each its first example question → its text and numbers.
+LEARNING_GOLDEN_FROM_KNOWLEDGE = envint("LEARNING_GOLDEN_FROM_KNOWLEDGE", 16, minimum=0)
 # Gate: retention perplexity may rise by at most this share over the parent's.
 LEARNING_MAX_PERPLEXITY_RISE = envfloat("LEARNING_MAX_PERPLEXITY_RISE", 0.05, minimum=0.0)
 # Corpus file (starter format) the gate and replay use as "what the model must retain";

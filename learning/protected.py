@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from knowledge.faithfulness import NUMBER
 from learning.evaluation import GoldenCase
 from learning.examples import ExampleSet
 from serving.chat_template import greedy_continuations, states_facts
@@ -31,6 +32,31 @@ def active_golden_cases(*, grounded: bool = False) -> list[GoldenCase]:
     return [
         GoldenCase(g.question, g.expected_answer, tuple(g.required_facts or ()), grounded)
         for g in GoldenExample.objects.filter(is_active=True)
+    ]
+
+
+def knowledge_golden_cases(limit: int) -> list[GoldenCase]:
+    """Golden cases the knowledge base itself promises, never empty while it has an article:
+    an active article's first example question, asked with the article shown, expects the
+    article's text, and its numbers (a price, a number of days) are the required facts. With
+    more articles than ``limit``, an even spread of them (by id: the same ones each run, until
+    the articles change). Read at every run, so they follow every edit."""
+    from knowledge.models import KnowledgeArticle, question_lines
+
+    articles = [
+        (text, questions[0])
+        for text, example_questions in KnowledgeArticle.objects.filter(is_active=True)
+        .order_by("id")
+        .values_list("text", "example_questions")
+        if (questions := question_lines(example_questions))
+    ]
+    if limit <= 0 or not articles:
+        return []
+    step = max(1, len(articles) / limit)
+    chosen = [articles[int(index * step)] for index in range(min(limit, len(articles)))]
+    return [
+        GoldenCase(question, text, tuple(dict.fromkeys(NUMBER.findall(text)))[:3], True)
+        for text, question in chosen
     ]
 
 

@@ -33,7 +33,11 @@ from learning.fisher import cached_fisher, fisher_sample
 from learning.gate import judge_candidate
 from learning.models import ModelVersion, TrainingRun
 from learning.precision import precision_name
-from learning.protected import active_golden_cases, drop_golden_overrides
+from learning.protected import (
+    active_golden_cases,
+    drop_golden_overrides,
+    knowledge_golden_cases,
+)
 from learning.retention import is_grounded, known_intent_count, retention_prompts
 from learning.run_progress import save_run as _save
 from learning.run_progress import step_reporter as _progress_reporter
@@ -144,6 +148,8 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
         seed=hp.seed,
     )
     golden_cases = active_golden_cases(grounded=grounded)
+    if grounded:  # the knowledge base's own promises: the gate's golden set is never empty
+        golden_cases += knowledge_golden_cases(settings.LEARNING_GOLDEN_FROM_KNOWLEDGE)
     protected = drop_golden_overrides(
         model, tokenizer, examples, golden_cases, device=config.device
     )

@@ -216,3 +216,25 @@ def test_a_grounded_anchor_is_measured_and_replayed_with_its_article(
     turns, answer = encoded["first"][0]
     assert [t["role"] for t in turns] == ["system", "user"]
     assert answer in turns[0]["content"]  # the intent's answer is the article shown
+
+
+def test_a_grounded_run_is_judged_on_the_knowledge_bases_own_golden_cases(
+    active_model_version, checkpoints, monkeypatch, settings
+):
+    from knowledge.models import KnowledgeArticle
+
+    settings.LEARNING_GOLDEN_FROM_KNOWLEDGE = 2
+    for n, title in enumerate(["Returns", "Shipping", "Hours"]):
+        KnowledgeArticle.objects.create(
+            title=title, text=f"{title} policy: {n + 30} days.", example_questions=f"{title}?"
+        )
+    monkeypatch.setattr(run_pipeline, "is_grounded", lambda path: True)
+    rate_consistently(rounds=1)
+
+    run = runs.execute_training_run(queue(max_steps=2).pk)
+
+    assert run.error == ""
+    # No golden example was curated: the knowledge base's own (2 of its 3 articles) judge.
+    assert run.metrics_before["golden_count"] == run.metrics_after["golden_count"] == 2
+    assert "golden_fact_accuracy" in run.metrics_after  # each promises its number of days
+    assert not any("golden set: empty" in reason for reason in run.gate_reasons)
