@@ -8,6 +8,7 @@ prefix (BUSINESS_, CHAT_, HANDOFF_, KNOWLEDGE_, GENERATION_, LEARNING_), besides
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -333,6 +334,18 @@ LEARNING_REQUIRE_APPROVAL = envbool("LEARNING_REQUIRE_APPROVAL", False)
 # approve its rating; true learns corrections as typed: anyone who can open the chat can then
 # teach the bot a sentence that passes the gate (docs/learning-loop.md).
 LEARNING_TRAIN_UNREVIEWED_TEXT = envbool("LEARNING_TRAIN_UNREVIEWED_TEXT", False)
+# Personal data is redacted from what customers and agents wrote before it becomes an example or
+# an export (conversations/redaction.py): e-mails, IBANs, card numbers, phone numbers (national
+# ones in this region's format, e.g. GB; empty: international ones only), and what this regular
+# expression matches (e.g. order numbers: ORD-\d{6}).
+LEARNING_PHONE_REGION = envstr("LEARNING_PHONE_REGION", "").upper()
+LEARNING_REDACT_PATTERN = envstr("LEARNING_REDACT_PATTERN", "")
+try:
+    re.compile(LEARNING_REDACT_PATTERN)
+except re.error as error:
+    raise ImproperlyConfigured(
+        f"LEARNING_REDACT_PATTERN is not a regular expression: {error}"
+    ) from error
 # Most examples one browser session or user contributes to one run.
 LEARNING_PER_OWNER_CAP = envint("LEARNING_PER_OWNER_CAP", 20, minimum=1)
 LEARNING_HELDOUT_SHARE = envfloat("LEARNING_HELDOUT_SHARE", 0.2, minimum=0.0, maximum=1.0)

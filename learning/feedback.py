@@ -15,7 +15,9 @@ from typing import Any
 from django.db.models import OuterRef, QuerySet
 
 from conversations.models import Feedback, Message
+from conversations.redaction import redact
 from conversations.subqueries import count_subquery
+from knowledge.profile import business_contact
 from knowledge.prompt import as_prompt_role, grounded_turns
 
 FeedbackSet = QuerySet[Feedback]
@@ -67,7 +69,12 @@ def rated_turns(feedback: FeedbackSet) -> list[RatedTurn]:
     ):
         history[message.conversation_id].append(message)
     turns = []
+    contact = business_contact()
     for row in rows:
+        # Personal data out of what people wrote (customers, agents); what the business
+        # publishes (the articles shown, its contact) stays. The bot's replies are the model's.
+        keep = [contact, *(str(a.get("text", "")) for a in row.message.grounding or [])]
+
         before = []
         # An agent's answer follows the question it answers (declines in between are left
         # out); a rated reply, everything before it. Ids are ordered.
@@ -77,20 +84,30 @@ def rated_turns(feedback: FeedbackSet) -> list[RatedTurn]:
             if message.pk > last:
                 break
             if message.text:
-                before.append({"role": as_prompt_role(message.role), "content": message.text})
+                before.append(
+                    {"role": as_prompt_role(message.role), "content": _written(message, keep)}
+                )
         turns.append(
             RatedTurn(
                 feedback_id=row.pk,
                 owner_key=row.owner_key,
                 context=tuple(grounded_turns(before, row.message.grounding)),
-                reply=row.message.text,
+                reply=_written(row.message, keep),
                 label=row.rating,
-                correction=row.correction.strip(),
+                correction=redact(row.correction.strip(), keep),
                 source=row.source,
                 approved=row.review_status == Feedback.ReviewStatus.APPROVED,
             )
         )
     return turns
+
+
+def _written(message: Message, keep: list[str]) -> str:
+    """A message's text for training: redacted where a person wrote it (a customer, an agent);
+    the bot's own replies as they are."""
+    if message.role == Message.Role.ASSISTANT:
+        return message.text
+    return redact(message.text, keep)
 
 
 def feedback_for_export(
