@@ -195,6 +195,9 @@ CHAT_MAX_COMMENT_CHARS = envint("CHAT_MAX_COMMENT_CHARS", 2000, minimum=1)
 CHAT_MESSAGES_PER_MINUTE = envint("CHAT_MESSAGES_PER_MINUTE", 20, minimum=1)
 CHAT_FEEDBACK_PER_MINUTE = envint("CHAT_FEEDBACK_PER_MINUTE", 60, minimum=1)
 CHAT_MAX_CONVERSATION_MESSAGES = envint("CHAT_MAX_CONVERSATION_MESSAGES", 200, minimum=2)
+# Conversations nobody wrote in for this many days are deleted, with their ratings (daily;
+# conversations/privacy.py); 0 keeps them for ever.
+CHAT_RETENTION_DAYS = envint("CHAT_RETENTION_DAYS", 365, minimum=0)
 # Earlier turns a grounded prompt keeps before the customer's last message (0: none). SmolLM2-135M
 # tuned on single questions copies its earlier replies' wording when shown them.
 CHAT_HISTORY_TURNS = envint("CHAT_HISTORY_TURNS", 0, minimum=0, old="GROUNDED_HISTORY_TURNS")

@@ -4,13 +4,15 @@ inbox, which tell the customer."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import F, OuterRef, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from admin_parts.inlines import ReadOnlyPartInline
+from conversations import privacy
 from conversations.admin.display import (
     article_link,
     feedback_label,
@@ -113,6 +115,11 @@ class TranscriptInline(ReadOnlyPartInline):
         return f"{ms:.0f} ms" if ms is not None else ""
 
 
+def _customers(conversations: QuerySet[Conversation]) -> list[privacy.Customer]:
+    """The customers of ``conversations``, each once."""
+    return list(dict.fromkeys(privacy.Customer.of(c) for c in conversations))
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = [
@@ -149,6 +156,52 @@ class ConversationAdmin(admin.ModelAdmin):
     # customer; an edit here would not, and could leave "with a person" with nobody assigned.
     readonly_fields = fields
     inlines = [TranscriptInline]
+    actions = ["export_customer_data", "erase_customer_data"]
+
+    # A customer's data, on request (conversations.privacy) -------------------------------
+
+    @admin.action(description="Export the customers' data (JSON)", permissions=["view"])
+    def export_customer_data(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> HttpResponse:
+        data = [privacy.customer_data(customer) for customer in _customers(queryset)]
+        response = JsonResponse(data, safe=False, json_dumps_params={"ensure_ascii": False})
+        response["Content-Disposition"] = 'attachment; filename="customer-data.json"'
+        return response
+
+    @admin.action(description="Erase the customers' data…", permissions=["delete"])
+    def erase_customer_data(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> HttpResponse | None:
+        customers = _customers(queryset)
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/conversations/conversation/erase_customers.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.model._meta,
+                    "title": "Erase customers' data",
+                    "customers": [(c, c.conversations().count()) for c in customers],
+                    "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+                },
+            )
+        for customer in customers:
+            erasure = privacy.erase_customer(customer)
+            trained = (
+                " Trained on their ratings (retrain or roll back without them): "
+                + ", ".join(erasure.trained_versions)
+                + "."
+                if erasure.trained_versions
+                else ""
+            )
+            self.message_user(
+                request,
+                f"Erased {customer}: {erasure.conversations} conversation(s), "
+                f"{erasure.ratings} rating(s), {erasure.proposals} proposal(s).{trained}",
+                messages.WARNING if erasure.trained_versions else messages.SUCCESS,
+            )
+        return None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
         pk = OuterRef("pk")

@@ -1,0 +1,13 @@
+"""Celery tasks of the chat: thin wrappers that call one function each."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from conversations import privacy
+
+
+@shared_task(name="conversations.tasks.delete_expired_conversations")
+def delete_expired_conversations() -> int:
+    """Daily (django-celery-beat): conversations past CHAT_RETENTION_DAYS are deleted."""
+    return privacy.delete_expired_conversations().conversations
