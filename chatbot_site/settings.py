@@ -216,6 +216,9 @@ HANDOFF_AFTER_DECLINES = envint("HANDOFF_AFTER_DECLINES", 2, minimum=1)
 HANDOFF_AGENT_PRESENCE_SECONDS = envint(
     "HANDOFF_AGENT_PRESENCE_SECONDS", 90, minimum=5, old="AGENT_PRESENCE_SECONDS"
 )
+# A claimed conversation whose agent has had no inbox open for this many minutes goes back to
+# the queue (checked every five minutes).
+HANDOFF_CLAIM_RELEASE_MINUTES = envint("HANDOFF_CLAIM_RELEASE_MINUTES", 30, minimum=1)
 
 # --- Knowledge base and retrieval (docs/knowledge-base.md) --------------------------
 # "" = all-MiniLM-L6-v2 from its wheel; else a local directory with a sentence encoder.

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -125,12 +125,20 @@ def declined_too_often(conversation_id: uuid.UUID) -> bool:
 # --- the agents' side ------------------------------------------------------------------------
 
 
+ANSWER_CUSTOMERS = "conversations.answer_customers"
+SUPERVISE_INBOX = "conversations.supervise_inbox"
+
+
 def check_agent(user_id: int | None) -> Any:
-    """The active staff user `user_id`, or `forbidden` (staff status can be taken away while
-    an inbox socket is open: every action checks it again)."""
+    """The active staff user `user_id` allowed to answer customers (the `answer_customers`
+    permission, not every staff user), or `forbidden`. Read afresh on every call: staff status
+    or the permission can be taken away while an inbox socket is open, so every frame and every
+    message the socket receives checks it again."""
     user = get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).first()
-    if user is None:
-        raise HandoffRefused("forbidden", "Only staff can answer customers.")
+    if user is None or not user.has_perm(ANSWER_CUSTOMERS):
+        raise HandoffRefused(
+            "forbidden", "Only staff allowed to answer customers (a permission) can do this."
+        )
     return user
 
 
@@ -259,6 +267,36 @@ def do_hand_back(conversation_id: str | uuid.UUID, user_id: int) -> Conversation
 def do_close(conversation_id: str | uuid.UUID, user_id: int) -> Conversation:
     """The conversation ends; the customer is asked the satisfaction question."""
     return _release(conversation_id, user_id, Status.CLOSED, closed_at=timezone.now())
+
+
+def do_release_claim(conversation_id: str | uuid.UUID, supervisor: Any) -> Conversation:
+    """A supervisor (`supervise_inbox`) puts a conversation another agent claimed back in the
+    queue: the agent left, or someone else should answer."""
+    if not supervisor.is_active or not supervisor.has_perm(SUPERVISE_INBOX):
+        raise HandoffRefused("forbidden", "Only supervisors can release another agent's claim.")
+    return _back_to_the_queue(conversation_or_refuse(conversation_id))
+
+
+def release_abandoned_claims(*, now: datetime | None = None) -> list[uuid.UUID]:
+    """Claims whose agent has had no inbox open for HANDOFF_CLAIM_RELEASE_MINUTES go back to the
+    queue (a periodic task); returns the conversations released."""
+    now = now or timezone.now()
+    away_since = now - timedelta(minutes=settings.HANDOFF_CLAIM_RELEASE_MINUTES)
+    present = AgentPresence.objects.filter(last_seen__gte=away_since).values("user_id")
+    abandoned = Conversation.objects.filter(
+        status=Status.WITH_AGENT, updated_at__lt=away_since
+    ).exclude(agent_id__in=present)
+    return [_back_to_the_queue(c).pk for c in abandoned]
+
+
+def _back_to_the_queue(conversation: Conversation) -> Conversation:
+    changed = Conversation.objects.filter(pk=conversation.pk, status=Status.WITH_AGENT).update(
+        status=Status.WAITING_FOR_AGENT, agent=None, updated_at=timezone.now()
+    )
+    if not changed:
+        raise HandoffRefused("conflict", "Nobody has claimed this conversation.")
+    conversation.refresh_from_db()
+    return conversation
 
 
 # --- presence --------------------------------------------------------------------------------

@@ -76,3 +76,36 @@ def _entry(message_id: int) -> dict[str, Any]:
     from conversations.models import Message
 
     return inbox_views.message_entry(Message.objects.select_related("author").get(pk=message_id))
+
+
+def status_changed_now(conversation_id: uuid.UUID | str) -> None:
+    """``status_changed`` from synchronous code (an admin action, a periodic task): the frames
+    are read here, only the sending is asynchronous."""
+    from asgiref.sync import async_to_sync
+
+    frame = handoff.status_frame(conversation_id)
+    summary = inbox_views.summary_of(conversation_id)
+    send = async_to_sync(_group_send)
+    send(conversation_group(conversation_id), {"type": CHAT_FRAME, "frame": frame})
+    if frame["status"] == handoff.Status.CLOSED:
+        send(
+            conversation_group(conversation_id),
+            {"type": CHAT_FRAME, "frame": {"type": "csat.request"}},
+        )
+    update = {"type": "conversation.updated", "conversation": summary}
+    send(INBOX_GROUP, {"type": INBOX_FRAME, "frame": update})
+
+
+def release_abandoned_claims() -> int:
+    """Put claims whose agent left back in the queue (``handoff.release_abandoned_claims``) and
+    tell each customer and the inbox; returns how many. For the periodic task."""
+    released = handoff.release_abandoned_claims()
+    for conversation_id in released:
+        status_changed_now(conversation_id)
+    return len(released)
+
+
+def release_claim(conversation_id: uuid.UUID | str, supervisor: Any) -> None:
+    """A supervisor's release (``handoff.do_release_claim``), announced like any status change."""
+    conversation = handoff.do_release_claim(conversation_id, supervisor)
+    status_changed_now(conversation.pk)

@@ -1,8 +1,10 @@
 """The staff inbox's websocket (`/ws/inbox/`): agents claim conversations and answer customers.
 
-Only active staff may connect (anyone else is accepted, then closed with 4403, as the chat
-refuses a conversation), and every action checks again that the user is still staff
-(`handoff.check_agent`). On connect the socket gets the queue (`inbox`); afterwards every
+Only active staff with the `answer_customers` permission may connect (anyone else is accepted,
+then closed with 4403, as the chat refuses a conversation), and every frame, a transcript's
+included, and every message the group sends checks again that the user still may
+(`handoff.check_agent`): one who may not any more is closed out with 4403. On connect the
+socket gets the queue (`inbox`); afterwards every
 inbox socket, on every web process, gets each change (`conversation.updated`, `message`)
 through the inbox group. An agent's reply is stored, then sent to the customer's conversation
 group, then (after delivery, so that it adds no latency) made a training example when it
@@ -63,7 +65,24 @@ class InboxConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(handoff.do_agent_left)(self.channel_name)
 
     async def inbox_frame(self, event: dict[str, Any]) -> None:
+        # What the group sends goes only to a user still allowed to answer customers: staff
+        # status or the permission may have been taken away since the socket opened.
+        if not await self._still_an_agent():
+            return
         await self._send_frame(event["frame"])
+
+    async def _still_an_agent(self) -> bool:
+        """Whether this socket's user may still answer customers; if not, the socket leaves the
+        inbox group and closes (4403)."""
+        try:
+            await database_sync_to_async(handoff.check_agent)(self.user_id)
+        except ProtocolError:
+            await self.channel_layer.group_discard(handoff_events.INBOX_GROUP, self.channel_name)
+            await database_sync_to_async(handoff.do_agent_left)(self.channel_name)
+            self.user_id = None
+            await self.close(code=CLOSE_FORBIDDEN)
+            return False
+        return True
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.user_id is None:
@@ -130,6 +149,7 @@ class InboxConsumer(AsyncWebsocketConsumer):
         )
 
     async def _send_transcript(self, conversation_id: Any) -> None:
+        await database_sync_to_async(handoff.check_agent)(self.user_id)  # a transcript too
         frame = await database_sync_to_async(inbox_views.transcript)(conversation_id)
         await self._send_frame(frame)
 

@@ -53,6 +53,10 @@ class Conversation(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["status", "handed_off_at"])]
+        permissions = [
+            ("answer_customers", "Can answer customers in the staff inbox"),
+            ("supervise_inbox", "Can release conversations other agents claimed"),
+        ]
 
     def __str__(self) -> str:
         return f"Conversation {str(self.id)[:8]}"

@@ -2,10 +2,11 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from conversations.handoff import ANSWER_CUSTOMERS
 from conversations.models import Feedback
 from knowledge.profile import current_profile
 
@@ -42,7 +43,13 @@ def chat_page(request: HttpRequest) -> HttpResponse:
 def inbox_page(request: HttpRequest) -> HttpResponse:
     """The staff inbox: conversations handed to a person, over the `/ws/inbox/` socket.
 
-    Anyone but active staff is sent to the admin's login (the socket refuses them too)."""
+    Anyone but active staff is sent to the admin's login (the socket refuses them too); staff
+    without the `answer_customers` permission are told they need it (403)."""
+    if not request.user.has_perm(ANSWER_CUSTOMERS):
+        return HttpResponseForbidden(
+            "Answering customers needs the permission “Can answer customers in the staff "
+            "inbox”: ask an administrator to give it to you (admin › Users)."
+        )
     return render(
         request,
         "conversations/inbox.html",

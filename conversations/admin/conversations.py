@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from admin_parts.inlines import ReadOnlyPartInline
-from conversations import privacy
+from conversations import handoff, handoff_events, privacy
 from conversations.admin.display import (
     article_link,
     feedback_label,
@@ -156,7 +156,23 @@ class ConversationAdmin(admin.ModelAdmin):
     # customer; an edit here would not, and could leave "with a person" with nobody assigned.
     readonly_fields = fields
     inlines = [TranscriptInline]
-    actions = ["export_customer_data", "erase_customer_data"]
+    actions = ["release_claims", "export_customer_data", "erase_customer_data"]
+
+    @admin.action(description="Release the claims back to the queue")
+    def release_claims(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        """A supervisor's way out for a conversation an agent claimed and left."""
+        if not request.user.has_perm(handoff.SUPERVISE_INBOX):
+            self.message_user(
+                request, "Only supervisors can release other agents' claims.", messages.ERROR
+            )
+            return
+        released = 0
+        for conversation in queryset.filter(status=Conversation.Status.WITH_AGENT):
+            handoff_events.release_claim(conversation.pk, request.user)
+            released += 1
+        self.message_user(
+            request, f"{released} conversation(s) back in the queue.", messages.SUCCESS
+        )
 
     # A customer's data, on request (conversations.privacy) -------------------------------
 

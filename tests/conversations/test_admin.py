@@ -534,3 +534,25 @@ def test_the_transcript_shows_why_the_guard_replaced_a_reply(admin_client, desk)
 
     assert "Said what its articles do not" in page
     assert "<summary>what the model wrote</summary>We sell hats.</details>" in page
+
+
+def test_only_a_supervisor_releases_claims_from_the_admin(client, django_user_model):
+    from tests.agents import allow_answering
+
+    anna = allow_answering(django_user_model.objects.create_user("anna", is_staff=True))
+    claimed = Conversation.objects.create(session_key="s1", status="with_agent", agent=anna)
+    url = "/admin/conversations/conversation/"
+    action = {"action": "release_claims", "_selected_action": [str(claimed.pk)]}
+    viewer = django_user_model.objects.create_user("viewer2", password="x", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_conversation"))
+    client.force_login(viewer)
+
+    refused = client.post(url, action, follow=True)
+
+    assert b"Only supervisors" in refused.content
+    assert Conversation.objects.get(pk=claimed.pk).status == "with_agent"
+    allow_answering(viewer, supervise=True)
+    client.force_login(django_user_model.objects.get(pk=viewer.pk))  # permissions read afresh
+    client.post(url, action)
+    released = Conversation.objects.get(pk=claimed.pk)
+    assert (released.status, released.agent_id) == ("waiting_for_agent", None)

@@ -15,6 +15,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from conversations.models import Conversation, Feedback, Message, Satisfaction
+from tests.agents import allow_answering
 from tests.conversations.chat_sockets import (
     chat_turn,
     expect_error,
@@ -42,15 +43,19 @@ def handoff_settings(settings):
 
 @pytest.fixture
 def agent_user(django_user_model):
-    return django_user_model.objects.create_user(
-        username="anna", first_name="Anna", password="agent-pass-123", is_staff=True
+    return allow_answering(
+        django_user_model.objects.create_user(
+            username="anna", first_name="Anna", password="agent-pass-123", is_staff=True
+        )
     )
 
 
 @pytest.fixture
 def second_agent(django_user_model):
-    return django_user_model.objects.create_user(
-        username="ben", first_name="Ben", password="agent-pass-123", is_staff=True
+    return allow_answering(
+        django_user_model.objects.create_user(
+            username="ben", first_name="Ben", password="agent-pass-123", is_staff=True
+        )
     )
 
 
@@ -628,3 +633,95 @@ async def test_an_agents_answer_to_a_declined_question_becomes_an_example(
     assert [a["title"] for a in feedback.message.grounding] == ["Shipping cost"]
     await customer.disconnect()
     await inbox.disconnect()
+
+
+# --- roles: who may answer, who may release a claim ------------------------------------------
+
+
+async def test_staff_without_the_answering_permission_cannot_open_the_inbox(django_user_model):
+    clerk = await database_sync_to_async(django_user_model.objects.create_user)(
+        username="clerk", password="x", is_staff=True
+    )
+
+    assert await _refused(await login_cookie(clerk)) == 4403
+
+
+async def test_a_revoked_agents_open_socket_gets_no_more_customer_messages(agent_user):
+    inbox, _ = await open_inbox(await login_cookie(agent_user))
+    first, first_id = await waiting_conversation()
+    assert (await receive_until(inbox, "conversation.updated"))["conversation"]["id"] == first_id
+    permission = await database_sync_to_async(
+        lambda: agent_user.user_permissions.get(codename="answer_customers")
+    )()
+    await database_sync_to_async(agent_user.user_permissions.remove)(permission)
+
+    second, _ = await waiting_conversation()  # announced to the inbox group
+
+    closing = await inbox.receive_output(timeout=10)
+    assert closing == {"type": "websocket.close", "code": 4403}  # closed, nothing delivered
+    for socket in (first, second):
+        await socket.disconnect()
+    await inbox.disconnect()
+
+
+async def test_a_revoked_agent_cannot_read_a_transcript(agent_user):
+    customer, conversation = await waiting_conversation()
+    inbox, _ = await open_inbox(await login_cookie(agent_user))
+    agent_user.is_active = False
+    await database_sync_to_async(agent_user.save)()
+
+    await inbox.send_json_to({"type": "transcript", "conversation": conversation})
+
+    assert (await receive(inbox))["code"] == "forbidden"
+    await customer.disconnect()
+    await inbox.disconnect()
+
+
+async def test_a_supervisor_releases_a_claim_and_the_customer_hears_it(
+    agent_user, second_agent, django_user_model
+):
+    from conversations import handoff, handoff_events
+
+    customer, conversation = await waiting_conversation()
+    inbox = await claimed(await login_cookie(agent_user), customer, conversation)
+    supervisor = await database_sync_to_async(
+        lambda: allow_answering(
+            django_user_model.objects.create_user("sue", password="x", is_staff=True),
+            supervise=True,
+        )
+    )()
+
+    with pytest.raises(handoff.HandoffRefused, match="Only supervisors"):
+        await database_sync_to_async(handoff.do_release_claim)(conversation, second_agent)
+    await database_sync_to_async(handoff_events.release_claim)(conversation, supervisor)
+
+    status = await receive(customer)
+    assert status["type"] == "status" and status["status"] == "waiting_for_agent", status
+    row = await conversation_row(conversation)
+    assert (row.status, row.agent_id) == ("waiting_for_agent", None)
+    await customer.disconnect()
+    await inbox.disconnect()
+
+
+async def test_a_claim_goes_back_to_the_queue_when_its_agent_has_been_away(agent_user, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations import handoff_events
+
+    settings.HANDOFF_CLAIM_RELEASE_MINUTES = 30
+    customer, conversation = await waiting_conversation()
+    inbox = await claimed(await login_cookie(agent_user), customer, conversation)
+    await inbox.disconnect()  # the agent closed the inbox (their presence row goes)
+    assert await database_sync_to_async(handoff_events.release_abandoned_claims)() == 0  # recent
+    long_ago = timezone.now() - timedelta(minutes=31)
+    await database_sync_to_async(Conversation.objects.filter(pk=conversation).update)(
+        updated_at=long_ago
+    )
+
+    assert await database_sync_to_async(handoff_events.release_abandoned_claims)() == 1
+
+    status = await receive(customer)
+    assert status["type"] == "status" and status["status"] == "waiting_for_agent", status
+    await customer.disconnect()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from conversations.models import Conversation, Message, Satisfaction
+from tests.agents import allow_answering
 from tests.conversations.live_server import CHROMIUM_ARGS, daphne_serving
 
 if TYPE_CHECKING:
@@ -34,8 +35,10 @@ def live_server_url(transactional_db: None, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def agent(django_user_model):
-    return django_user_model.objects.create_user(
-        username="agent", password=AGENT_PASSWORD, first_name="Dana", is_staff=True
+    return allow_answering(
+        django_user_model.objects.create_user(
+            username="agent", password=AGENT_PASSWORD, first_name="Dana", is_staff=True
+        )
     )
 
 

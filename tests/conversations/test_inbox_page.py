@@ -9,6 +9,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from conversations.views import SATISFACTION_SCORES
+from tests.agents import allow_answering
 
 STATIC = Path(settings.BASE_DIR) / "static"
 STATIC_INBOX = STATIC / "inbox"
@@ -20,8 +21,10 @@ IMPORT_RE = re.compile(r"""^\s*import\s+(?:[^'";]+?\s+from\s+)?["']([^"']+)["']"
 
 @pytest.fixture
 def staff_client(client, django_user_model):
-    agent = django_user_model.objects.create_user(
-        username="agent", password="agent-pass-123", first_name="Dana", is_staff=True
+    agent = allow_answering(
+        django_user_model.objects.create_user(
+            username="agent", password="agent-pass-123", first_name="Dana", is_staff=True
+        )
     )
     client.force_login(agent)
     return client

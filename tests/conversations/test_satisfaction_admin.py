@@ -18,6 +18,7 @@ from conversations import agent_answers, handoff
 from conversations.models import Conversation, Feedback, Message, Satisfaction
 from conversations.satisfaction_stats import NO_VERSION, satisfaction_trends, week_start
 from learning.models import ModelVersion
+from tests.agents import allow_answering
 
 pytestmark = pytest.mark.django_db
 
@@ -76,8 +77,10 @@ def answer(conv: Conversation, score: int, when: dt.datetime, model=None, **fiel
 
 @pytest.fixture
 def agent(django_user_model):
-    return django_user_model.objects.create_user(
-        username="sam.agent", first_name="Sam", password="x", is_staff=True
+    return allow_answering(
+        django_user_model.objects.create_user(
+            username="sam.agent", first_name="Sam", password="x", is_staff=True
+        )
     )
 
 

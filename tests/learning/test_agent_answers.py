@@ -13,6 +13,7 @@ from knowledge.prompt import grounded_turns
 from learning.examples import build_examples_from_feedback, encode_turn
 from learning.models import TrainingRun
 from serving.checkpoints import load_checkpoint
+from tests.agents import allow_answering
 
 pytestmark = pytest.mark.django_db
 
@@ -44,8 +45,10 @@ def build(tokenizer, **options):
 @pytest.fixture
 def make_agent(django_user_model):
     def make(name: str):
-        return django_user_model.objects.create_user(
-            username=f"{name.lower()}.agent", first_name=name, password="x", is_staff=True
+        return allow_answering(
+            django_user_model.objects.create_user(
+                username=f"{name.lower()}.agent", first_name=name, password="x", is_staff=True
+            )
         )
 
     return make
