@@ -271,6 +271,7 @@ def bare_training_loop(version, overrides: dict, *, include_used: bool = False) 
         feedback=Feedback.objects.all() if include_used else None,
         require_approval=settings.LEARNING_REQUIRE_APPROVAL,
         unreviewed_text=settings.LEARNING_TRAIN_UNREVIEWED_TEXT,
+        network_share=settings.LEARNING_MAX_NETWORK_SHARE,
         per_owner_cap=settings.LEARNING_PER_OWNER_CAP,
         max_tokens=hp.max_tokens,
         heldout_share=settings.LEARNING_HELDOUT_SHARE,

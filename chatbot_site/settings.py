@@ -193,6 +193,10 @@ CHAT_MAX_MESSAGE_CHARS = envint("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1)
 CHAT_MAX_FRAME_BYTES = envint("CHAT_MAX_FRAME_BYTES", 16384, minimum=256)
 CHAT_MAX_COMMENT_CHARS = envint("CHAT_MAX_COMMENT_CHARS", 2000, minimum=1)
 CHAT_MESSAGES_PER_MINUTE = envint("CHAT_MESSAGES_PER_MINUTE", 20, minimum=1)
+# The same for all the sessions of one network together (conversations/network.py).
+CHAT_MESSAGES_PER_MINUTE_PER_NETWORK = envint(
+    "CHAT_MESSAGES_PER_MINUTE_PER_NETWORK", 120, minimum=1
+)
 CHAT_FEEDBACK_PER_MINUTE = envint("CHAT_FEEDBACK_PER_MINUTE", 60, minimum=1)
 CHAT_MAX_CONVERSATION_MESSAGES = envint("CHAT_MAX_CONVERSATION_MESSAGES", 200, minimum=2)
 # Conversations nobody wrote in for this many days are deleted, with their ratings (daily;
@@ -219,6 +223,8 @@ HANDOFF_AGENT_PRESENCE_SECONDS = envint(
 # A claimed conversation whose agent has had no inbox open for this many minutes goes back to
 # the queue (checked every five minutes).
 HANDOFF_CLAIM_RELEASE_MINUTES = envint("HANDOFF_CLAIM_RELEASE_MINUTES", 30, minimum=1)
+# Conversations of one network that may wait for a person at once; more are given the contact.
+HANDOFF_MAX_WAITING_PER_NETWORK = envint("HANDOFF_MAX_WAITING_PER_NETWORK", 3, minimum=1)
 
 # --- Knowledge base and retrieval (docs/knowledge-base.md) --------------------------
 # "" = all-MiniLM-L6-v2 from its wheel; else a local directory with a sentence encoder.
@@ -354,6 +360,8 @@ except re.error as error:
     ) from error
 # Most examples one browser session or user contributes to one run.
 LEARNING_PER_OWNER_CAP = envint("LEARNING_PER_OWNER_CAP", 20, minimum=1)
+# Most of a run's feedback rows one network's sessions give together (conversations/network.py).
+LEARNING_MAX_NETWORK_SHARE = envfloat("LEARNING_MAX_NETWORK_SHARE", 0.2, minimum=0.0, maximum=1.0)
 LEARNING_HELDOUT_SHARE = envfloat("LEARNING_HELDOUT_SHARE", 0.2, minimum=0.0, maximum=1.0)
 # Checkpoints kept (learning/checkpoint_pruning.py): the newest rejected candidates, for at
 # most this many hours; the newest superseded versions, for a rollback; and a budget for all of

@@ -32,6 +32,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from conversations import handoff, handoff_events, protocol, replying, satisfaction, services
+from conversations.network import client_address, network_key
 from conversations.owner_tokens import session_from_owner_token
 from conversations.protocol import ProtocolError
 
@@ -212,7 +213,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         a frame on another site), or the cookie's."""
         user = self.scope.get("user")
         session = session_from_owner_token(owner_token, user)
-        return services.resolve_owner(user, self.scope["session"] if session is None else session)
+        return services.resolve_owner(
+            user,
+            self.scope["session"] if session is None else session,
+            network_key(client_address(self.scope)),
+        )
 
     async def _send_error(self, error: ProtocolError) -> None:
         await self._send_frame(error.as_frame())

@@ -93,9 +93,17 @@ def status_frame(conversation_id: uuid.UUID) -> dict[str, Any]:
 
 def do_request_handoff(conversation_id: uuid.UUID, reason: str) -> bool:
     """Put an open (or closed) conversation in the queue for a person; False when it already
-    waits or is with an agent, or when handoff is off (HANDOFF_ENABLED)."""
+    waits or is with an agent, when handoff is off (HANDOFF_ENABLED), or when
+    HANDOFF_MAX_WAITING_PER_NETWORK conversations of its network already wait."""
     if not settings.HANDOFF_ENABLED:
         return False
+    network = Conversation.objects.filter(pk=conversation_id).values_list("network", flat=True)
+    network = network.first() or ""
+    if network and (
+        Conversation.objects.filter(network=network, status=Status.WAITING_FOR_AGENT).count()
+        >= settings.HANDOFF_MAX_WAITING_PER_NETWORK
+    ):
+        return False  # one network's sessions cannot fill the queue; it is given the contact
     return bool(
         Conversation.objects.filter(
             pk=conversation_id, status__in=(Status.OPEN, Status.CLOSED)

@@ -33,6 +33,13 @@ class Conversation(models.Model):
         related_name="conversations",
     )
     session_key = models.CharField(max_length=40, blank=True, db_index=True)
+    network = models.CharField(
+        max_length=32,
+        blank=True,
+        db_index=True,
+        help_text="A keyed hash of the network the conversation started from (conversations/"
+        "network.py), never the address: per-network caps.",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     agent = models.ForeignKey(
         settings.AUTH_USER_MODEL,

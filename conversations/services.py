@@ -86,6 +86,7 @@ class Owner:
 
     user_id: int | None
     session_key: str
+    network: str = ""  # conversations.network.network_key of the connection
 
     @property
     def key(self) -> str:
@@ -104,15 +105,17 @@ class Owner:
         return self.user_id is None and conversation.session_key == self.session_key
 
 
-def resolve_owner(user: AbstractBaseUser | AnonymousUser | None, session: SessionBase) -> Owner:
+def resolve_owner(
+    user: AbstractBaseUser | AnonymousUser | None, session: SessionBase, network: str = ""
+) -> Owner:
     """The owner of a connection; gives the session a key (a stored row) if it has none yet."""
     if user is not None and user.is_authenticated:
-        return Owner(user_id=user.pk, session_key=session.session_key or "")
+        return Owner(user_id=user.pk, session_key=session.session_key or "", network=network)
     # Reading the session loads it, which drops a cookie's key that is not in the store.
     session.get("_chat")
     if not session.session_key:
         session.save()
-    return Owner(user_id=None, session_key=session.session_key)
+    return Owner(user_id=None, session_key=session.session_key, network=network)
 
 
 def do_open_conversation(owner: Owner, conversation_id: str | None) -> Conversation:
@@ -123,8 +126,8 @@ def do_open_conversation(owner: Owner, conversation_id: str | None) -> Conversat
     """
     if conversation_id is None:
         if owner.user_id is not None:
-            return Conversation.objects.create(user_id=owner.user_id)
-        return Conversation.objects.create(session_key=owner.session_key)
+            return Conversation.objects.create(user_id=owner.user_id, network=owner.network)
+        return Conversation.objects.create(session_key=owner.session_key, network=owner.network)
     try:
         pk = uuid.UUID(conversation_id)
     except ValueError:
@@ -180,7 +183,8 @@ class PostedMessage:
 
 
 def check_message_rate(owner: Owner) -> None:
-    """At most CHAT_MESSAGES_PER_MINUTE user messages per owner, across connections/processes.
+    """At most CHAT_MESSAGES_PER_MINUTE user messages per owner, and
+    CHAT_MESSAGES_PER_MINUTE_PER_NETWORK per network, across connections and processes.
 
     Counted in the database; two messages racing past the check together may both pass,
     which is fine for a flood guard.
@@ -193,6 +197,16 @@ def check_message_rate(owner: Owner) -> None:
     ).count()
     if recent >= settings.CHAT_MESSAGES_PER_MINUTE:
         raise ProtocolError("rate_limited", "Too many messages; wait a minute and try again.")
+    if not owner.network:
+        return
+    # Sessions cost nothing: one network's sessions together have a cap of their own.
+    from_network = Message.objects.filter(
+        role=Role.USER, created_at__gte=since, conversation__network=owner.network
+    ).count()
+    if from_network >= settings.CHAT_MESSAGES_PER_MINUTE_PER_NETWORK:
+        raise ProtocolError(
+            "rate_limited", "Too many messages from your network; wait a minute and try again."
+        )
 
 
 def check_conversation_length(conversation_id: uuid.UUID) -> None:

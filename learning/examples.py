@@ -7,7 +7,9 @@ knowledge-base articles the reply was written from, as they were shown then (sto
 what the model saw. It is rendered through the model's chat template and cut from the left
 (whole turns first, the system turn stays) to fit. One owner (browser session or user)
 contributes at most ``per_owner_cap`` examples to a run, newest first, so that one person, or one
-adversary, cannot dominate it. Both examples of one feedback row go to the same side of the
+adversary, cannot dominate it; and since browser sessions cost nothing, the sessions of one network
+together give at most ``network_share`` of its feedback (LEARNING_MAX_NETWORK_SHARE). Both
+examples of one feedback row go to the same side of the
 held-out split, which is a pure function of (seed, feedback id), so reruns split alike.
 
 A correction is text a customer typed that would become what the bot says: it is learned only
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -96,17 +99,25 @@ def build_examples_from_feedback(
     seed: int,
     feedback: FeedbackSet | None = None,
     unreviewed_text: bool = False,
+    network_share: float = 1.0,
 ) -> ExampleSet:
     """Examples from usable feedback, capped per owner and split into train and held-out;
-    corrections only from approved ratings unless ``unreviewed_text``."""
+    corrections only from approved ratings unless ``unreviewed_text``; one network's sessions
+    together give at most ``network_share`` of the feedback rows (at least one)."""
     queryset = (
         feedback if feedback is not None else usable_feedback(require_approval=require_approval)
     )
     per_owner: dict[str, int] = defaultdict(int)
     result = ExampleSet()
     digest = hashlib.sha256()
-    capped = corrections = agent_answers = awaiting = 0
-    for turn in rated_turns(queryset):  # newest first, so the cap keeps the newest
+    capped = corrections = agent_answers = awaiting = network_capped = 0
+    turns = rated_turns(queryset)
+    per_network: dict[str, int] = defaultdict(int)
+    network_cap = max(1, math.floor(network_share * len(turns)))
+    for turn in turns:  # newest first, so the caps keep the newest
+        if turn.network and per_network[turn.network] >= network_cap:
+            network_capped += 1
+            continue
         wanted = [(turn.reply, turn.label)]
         if turn.correction and (turn.approved or unreviewed_text):
             wanted.append((turn.correction, 1))
@@ -116,6 +127,7 @@ def build_examples_from_feedback(
             capped += 1
             continue
         per_owner[turn.owner_key] += len(wanted)
+        per_network[turn.network] += 1
         corrections += len(wanted) > 1
         agent_answers += turn.source == AGENT_ANSWER
         result.feedback_ids.append(turn.feedback_id)
@@ -145,6 +157,7 @@ def build_examples_from_feedback(
         "corrections_awaiting_review": awaiting,
         "agent_answers": agent_answers,
         "capped_feedback": capped,
+        "network_capped_feedback": network_capped,
     }
     result.data_hash = digest.hexdigest()
     return result

@@ -41,6 +41,7 @@ class RatedTurn:
     correction: str
     source: str = CUSTOMER_RATING
     approved: bool = False  # staff approved the rating (and its correction)
+    network: str = ""  # the conversation's network key (conversations.network); "" unknown
 
 
 def usable_feedback(*, require_approval: bool) -> FeedbackSet:
@@ -59,7 +60,7 @@ def usable_feedback(*, require_approval: bool) -> FeedbackSet:
 def rated_turns(feedback: FeedbackSet) -> list[RatedTurn]:
     """Load each rated reply with the conversation before it, in two queries; a grounded
     reply's context starts with the system turn of the articles stored with it."""
-    rows = list(feedback.select_related("message").order_by("-updated_at", "-id"))
+    rows = list(feedback.select_related("message", "conversation").order_by("-updated_at", "-id"))
     conversation_ids = {row.conversation_id for row in rows}
     history: dict[Any, list[Message]] = defaultdict(list)
     for message in (
@@ -97,6 +98,7 @@ def rated_turns(feedback: FeedbackSet) -> list[RatedTurn]:
                 correction=redact(row.correction.strip(), keep),
                 source=row.source,
                 approved=row.review_status == Feedback.ReviewStatus.APPROVED,
+                network=row.conversation.network,
             )
         )
     return turns

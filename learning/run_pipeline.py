@@ -58,6 +58,7 @@ class RunSettings:
     hyperparameters: Hyperparameters
     require_approval: bool
     unreviewed_text: bool
+    network_share: float
     per_owner_cap: int
     heldout_share: float
     max_perplexity_rise: float
@@ -71,6 +72,7 @@ class RunSettings:
             hyperparameters=Hyperparameters.from_settings(run.hyperparameters),
             require_approval=settings.LEARNING_REQUIRE_APPROVAL,
             unreviewed_text=settings.LEARNING_TRAIN_UNREVIEWED_TEXT,
+            network_share=settings.LEARNING_MAX_NETWORK_SHARE,
             per_owner_cap=settings.LEARNING_PER_OWNER_CAP,
             heldout_share=settings.LEARNING_HELDOUT_SHARE,
             max_perplexity_rise=settings.LEARNING_MAX_PERPLEXITY_RISE,
@@ -142,6 +144,7 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
         tokenizer,
         require_approval=config.require_approval,
         unreviewed_text=config.unreviewed_text,
+        network_share=config.network_share,
         per_owner_cap=config.per_owner_cap,
         max_tokens=hp.max_tokens,
         heldout_share=config.heldout_share,

@@ -56,6 +56,7 @@ EXAMPLE_COUNT_LABELS = {
     "corrections_awaiting_review": "Corrections left out: awaiting staff approval",
     "agent_answers": "Agents' answers (from the inbox)",
     "capped_feedback": "Left out by the per-owner cap",
+    "network_capped_feedback": "Left out by the per-network share",
     "protected": "Left out: they contradict golden answers",
 }
 TREND_METRICS = [

@@ -34,20 +34,27 @@ def login_cookie(user: Any) -> str:
 
 
 def chat_socket(
-    cookie: str | None, conversation: str | None = None, origin: str = "http://testserver"
+    cookie: str | None,
+    conversation: str | None = None,
+    origin: str = "http://testserver",
+    client: str | None = None,
 ) -> WebsocketCommunicator:
+    """``client``: the peer's address, as the server would see it (none by default)."""
     headers = [(b"origin", origin.encode()), (b"host", b"testserver")]
     if cookie:
         headers.append((b"cookie", cookie.encode()))
     path = "/ws/chat/" + (f"?conversation={conversation}" if conversation else "")
-    return WebsocketCommunicator(application, path, headers=headers)
+    socket = WebsocketCommunicator(application, path, headers=headers)
+    if client is not None:
+        socket.scope["client"] = (client, 50123)
+    return socket
 
 
 async def open_chat(
-    cookie: str | None, conversation: str | None = None
+    cookie: str | None, conversation: str | None = None, client: str | None = None
 ) -> tuple[WebsocketCommunicator, dict[str, Any]]:
     """Connect and read the `conversation` frame."""
-    socket = chat_socket(cookie, conversation)
+    socket = chat_socket(cookie, conversation, client=client)
     connected, _ = await socket.connect(timeout=TIMEOUT)
     assert connected
     hello = await socket.receive_json_from(timeout=TIMEOUT)

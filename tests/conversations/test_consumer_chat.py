@@ -191,6 +191,32 @@ async def test_it_does_not_count_other_sessions_against_the_limit(settings, acti
     await socket.disconnect()
 
 
+async def test_it_rate_limits_one_networks_sessions_together(settings, active_model_version):
+    # Sessions cost nothing: the cap per network holds across them, and across addresses of one
+    # IPv6 /64; another network is not held back.
+    settings.CHAT_MESSAGES_PER_MINUTE = 10
+    settings.CHAT_MESSAGES_PER_MINUTE_PER_NETWORK = 3
+    for n in range(3):
+        socket, hello = await open_chat(await new_session_cookie(), client=f"2001:db8::{n + 1}")
+        await socket.disconnect()
+        await add_user_messages(hello["conversation"], 1)
+
+    crowd, _ = await open_chat(await new_session_cookie(), client="2001:db8::99")
+    await crowd.send_json_to({"type": "user_message", "text": "hello?"})
+    elsewhere, _ = await open_chat(await new_session_cookie(), client="2001:db8:1::1")
+    turn = await chat_turn(elsewhere, "hello")
+
+    error = await expect_error(crowd, "rate_limited")
+    assert "your network" in error["detail"]
+    assert turn["end"]["text"] is not None
+    stored = await database_sync_to_async(
+        lambda: set(Conversation.objects.values_list("network", flat=True))
+    )()
+    assert len(stored) == 2 and "2001" not in "".join(stored)  # a keyed hash, no address
+    await crowd.disconnect()
+    await elsewhere.disconnect()
+
+
 async def test_it_refuses_a_message_past_the_conversation_length_limit(cookie, settings):
     settings.CHAT_MAX_CONVERSATION_MESSAGES = 4
     socket, hello = await open_chat(cookie)

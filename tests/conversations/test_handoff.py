@@ -725,3 +725,22 @@ async def test_a_claim_goes_back_to_the_queue_when_its_agent_has_been_away(agent
     status = await receive(customer)
     assert status["type"] == "status" and status["status"] == "waiting_for_agent", status
     await customer.disconnect()
+
+
+async def test_one_network_cannot_fill_the_queue(settings):
+    settings.HANDOFF_MAX_WAITING_PER_NETWORK = 2
+    waiting = []
+    for _ in range(2):
+        socket, _hello = await open_chat(await new_session_cookie(), client="203.0.113.7")
+        await socket.send_json_to({"type": "handoff"})
+        assert (await receive(socket))["status"] == "waiting_for_agent"
+        waiting.append(socket)
+
+    third, hello = await open_chat(await new_session_cookie(), client="203.0.113.7")
+    await third.send_json_to({"type": "handoff"})
+
+    status = await receive(third)
+    assert status["status"] == "open" and "reachable at" in status["detail"]  # the contact
+    assert (await conversation_row(hello["conversation"])).status == "open"
+    for socket in (*waiting, third):
+        await socket.disconnect()

@@ -315,6 +315,7 @@ def test_counts_and_the_data_hash_describe_the_data(tokenizer):
         "corrections_awaiting_review": 1,
         "agent_answers": 0,
         "capped_feedback": 0,
+        "network_capped_feedback": 0,
     }
     assert len(examples.data_hash) == 64 and examples.data_hash == build(tokenizer).data_hash
 
@@ -344,3 +345,17 @@ def test_a_correction_is_learned_only_once_approved_unless_told_otherwise(tokeni
     planted.review_status = "approved"
     planted.save()
     assert (taught, 1) in {(e.reply_ids, e.label) for e in build(tokenizer).train}
+
+
+def test_one_networks_sessions_give_at_most_their_share_of_a_run(tokenizer):
+    crowd = [rated_pair(f"crowd-{n}", f"q{n}", f"answer {n}", -1) for n in range(6)]
+    Conversation.objects.filter(feedback__in=crowd).update(network="net-a")
+    others = [rated_pair(f"other-{n}", f"q{n}", f"answer {n}", 1) for n in range(4)]
+
+    examples = build(tokenizer, network_share=0.2)  # 10 rows: at most 2 from one network
+
+    used = set(examples.feedback_ids)
+    assert {f.pk for f in others} <= used  # no network known: not capped by it
+    assert len(used & {f.pk for f in crowd}) == 2
+    assert {crowd[5].pk, crowd[4].pk} <= used  # the newest
+    assert examples.counts["network_capped_feedback"] == 4
