@@ -193,12 +193,14 @@ class BenchDatabase:
 SETUP_SCRIPT = """
 import json, secrets
 from django.contrib.auth import get_user_model, login
+from django.contrib.auth.models import Permission
 from django.contrib.sessions.backends.db import SessionStore
 from django.http import HttpRequest
 
 agent = get_user_model().objects.create_user(
     username="bench-handoff-" + secrets.token_hex(4), first_name="Bench", is_staff=True
 )
+agent.user_permissions.add(Permission.objects.get(codename="answer_customers"))
 request = HttpRequest()
 request.session = SessionStore()
 login(request, agent, backend="django.contrib.auth.backends.ModelBackend")

@@ -29,6 +29,7 @@ def quick_setup(settings, tmp_path):
     settings.LEARNING_RETENTION_CORPUS = str(write_retention_corpus(scenario, tmp_path))
     settings.CHAT_MESSAGES_PER_MINUTE = 100_000
     settings.CHAT_FEEDBACK_PER_MINUTE = 100_000
+    settings.LEARNING_TRAIN_UNREVIEWED_TEXT = True  # as bench/learn.py: corrections as typed
     base = build_quick_base(scenario, tmp_path / "checkpoints" / "quick-base")
     return scenario, base
 
