@@ -278,6 +278,8 @@ GENERATION_SERVER_API_KEY = envstr("GENERATION_SERVER_API_KEY", "")
 # Seconds to connect to the server, and at most between two streamed chunks.
 GENERATION_SERVER_CONNECT_TIMEOUT = envfloat("GENERATION_SERVER_CONNECT_TIMEOUT", 2.0, minimum=0.01)
 GENERATION_SERVER_READ_TIMEOUT = envfloat("GENERATION_SERVER_READ_TIMEOUT", 30.0, minimum=0.01)
+# Replies one web process streams from the server at once (0: no cap); more are answered busy.
+GENERATION_SERVER_MAX_CONCURRENT = envint("GENERATION_SERVER_MAX_CONCURRENT", 32, minimum=0)
 # vLLM: load a promoted LoRA adapter at runtime (POST /v1/load_lora_adapter) and unload the
 # retired one GENERATION_SERVER_UNLOAD_DELAY seconds later, once its streams have ended.
 GENERATION_SERVER_LORA_RUNTIME = envbool("GENERATION_SERVER_LORA_RUNTIME", False)

@@ -52,8 +52,13 @@ class RemoteGeneration:
         read_timeout: float = 30.0,
         max_new_tokens: int | None = None,
         temperature: float | None = None,
+        max_concurrent: int = 0,
     ):
         self.base_url = base_url.rstrip("/")
+        # Replies this process streams at once (0: no cap); more are answered busy at once
+        # instead of queueing on the server. Weak: a stream dropped unfinished frees its place.
+        self.max_concurrent = max_concurrent
+        self.streams: weakref.WeakSet[RemoteStream] = weakref.WeakSet()
         self.api_key = api_key
         self.timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
@@ -73,6 +78,7 @@ class RemoteGeneration:
             read_timeout=settings.GENERATION_SERVER_READ_TIMEOUT,
             max_new_tokens=settings.GENERATION_MAX_NEW_TOKENS,
             temperature=settings.GENERATION_TEMPERATURE,
+            max_concurrent=settings.GENERATION_SERVER_MAX_CONCURRENT,
         )
 
     def client(self) -> httpx.AsyncClient:
@@ -156,7 +162,8 @@ class RemoteStream(AsyncIterator[str]):
         """Send the request; return once the server accepted it: True, or False when the
         stream has already ended (unreachable, refused, or cancelled first; ``result`` says).
 
-        Raises EngineBusy when the server refuses it as busy (HTTP 429 or 503).
+        Raises EngineBusy when the server refuses it as busy (HTTP 429 or 503), or when this
+        process already streams ``max_concurrent`` replies.
         """
         if self._opened:
             return self._result is None
@@ -164,7 +171,14 @@ class RemoteStream(AsyncIterator[str]):
         if self._cancelled:
             await self._end("disconnected")
             return False
-        client = self._backend.client()
+        backend = self._backend
+        streaming = sum(1 for stream in backend.streams if stream._result is None)
+        if backend.max_concurrent and streaming >= backend.max_concurrent:
+            detail = f"{streaming} replies are streaming (GENERATION_SERVER_MAX_CONCURRENT)"
+            await self._end("error", f"busy: {detail}")
+            raise EngineBusy(f"This web process is at its limit: {detail}.")
+        backend.streams.add(self)
+        client = backend.client()
         request = client.build_request(
             "POST", "/chat/completions", json=self._backend.payload(self._version, self._turns)
         )
