@@ -50,14 +50,25 @@ async def to_inbox(frame: dict[str, Any]) -> None:
     await _group_send(INBOX_GROUP, {"type": INBOX_FRAME, "frame": frame})
 
 
-async def status_changed(conversation_id: uuid.UUID | str) -> None:
-    """The customer's sockets get the new `status` (and `csat.request` once it is closed);
-    the inbox gets the conversation's new row."""
-    frame = await database_sync_to_async(handoff.status_frame)(conversation_id)
-    await to_customer(conversation_id, frame)
+def _status_messages(conversation_id: uuid.UUID | str) -> list[tuple[str, dict[str, Any]]]:
+    """What a status change sends, group by group, read from the database: the customer's
+    sockets get the new `status` (and `csat.request` once it is closed); the inbox gets the
+    conversation's new row."""
+    frame = handoff.status_frame(conversation_id)
+    customer = conversation_group(conversation_id)
+    messages = [(customer, {"type": CHAT_FRAME, "frame": frame})]
     if frame["status"] == handoff.Status.CLOSED:
-        await to_customer(conversation_id, {"type": "csat.request"})
-    await conversation_updated(conversation_id)
+        messages.append((customer, {"type": CHAT_FRAME, "frame": {"type": "csat.request"}}))
+    summary = inbox_views.summary_of(conversation_id)
+    update = {"type": "conversation.updated", "conversation": summary}
+    messages.append((INBOX_GROUP, {"type": INBOX_FRAME, "frame": update}))
+    return messages
+
+
+async def status_changed(conversation_id: uuid.UUID | str) -> None:
+    """Announce a status change (``_status_messages``)."""
+    for group, message in await database_sync_to_async(_status_messages)(conversation_id):
+        await _group_send(group, message)
 
 
 async def conversation_updated(conversation_id: uuid.UUID | str) -> None:
@@ -83,17 +94,9 @@ def status_changed_now(conversation_id: uuid.UUID | str) -> None:
     are read here, only the sending is asynchronous."""
     from asgiref.sync import async_to_sync
 
-    frame = handoff.status_frame(conversation_id)
-    summary = inbox_views.summary_of(conversation_id)
     send = async_to_sync(_group_send)
-    send(conversation_group(conversation_id), {"type": CHAT_FRAME, "frame": frame})
-    if frame["status"] == handoff.Status.CLOSED:
-        send(
-            conversation_group(conversation_id),
-            {"type": CHAT_FRAME, "frame": {"type": "csat.request"}},
-        )
-    update = {"type": "conversation.updated", "conversation": summary}
-    send(INBOX_GROUP, {"type": INBOX_FRAME, "frame": update})
+    for group, message in _status_messages(conversation_id):
+        send(group, message)
 
 
 def release_abandoned_claims() -> int:
