@@ -119,6 +119,14 @@ if REDIS_URL:
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
+    # Counters shared by the web processes (conversations/connection_limits.py).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "chatbot",
+        }
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -137,6 +145,12 @@ CELERY_TASK_ROUTES = {"learning.tasks.train_*": {"queue": "gpu"}}
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 3600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 3300, minimum=1)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A training run leaves its worker child holding gigabytes (the model, optimizer state, the
+# allocator's arenas); past this resident size (KiB) the child is replaced once its task ends,
+# and the memory goes back to the system. 0: never.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = (
+    envint("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 2_000_000, minimum=0) or None
+)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -196,6 +210,10 @@ CHAT_MESSAGES_PER_MINUTE = envint("CHAT_MESSAGES_PER_MINUTE", 20, minimum=1)
 # The same for all the sessions of one network together (conversations/network.py).
 CHAT_MESSAGES_PER_MINUTE_PER_NETWORK = envint(
     "CHAT_MESSAGES_PER_MINUTE_PER_NETWORK", 120, minimum=1
+)
+# New chat sockets a minute from one network, across web processes (connection_limits.py).
+CHAT_CONNECTIONS_PER_MINUTE_PER_NETWORK = envint(
+    "CHAT_CONNECTIONS_PER_MINUTE_PER_NETWORK", 60, minimum=1
 )
 CHAT_FEEDBACK_PER_MINUTE = envint("CHAT_FEEDBACK_PER_MINUTE", 60, minimum=1)
 CHAT_MAX_CONVERSATION_MESSAGES = envint("CHAT_MAX_CONVERSATION_MESSAGES", 200, minimum=2)

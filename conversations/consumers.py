@@ -31,7 +31,15 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from conversations import handoff, handoff_events, protocol, replying, satisfaction, services
+from conversations import (
+    connection_limits,
+    handoff,
+    handoff_events,
+    protocol,
+    replying,
+    satisfaction,
+    services,
+)
 from conversations.network import client_address, network_key
 from conversations.owner_tokens import session_from_owner_token
 from conversations.protocol import ProtocolError
@@ -42,6 +50,7 @@ logger = logging.getLogger(__name__)
 # because a handshake refused before `accept` reaches browsers as a bare HTTP 403.
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 CLOSE_SERVER_ERROR = 1011
 
 
@@ -70,6 +79,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
             self.owner = await self._resolve_owner(query.get("owner", [None])[0])
+            if not await connection_limits.admit_connection(self.owner.network):
+                await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
+                return
             requested = query.get("conversation", [None])[0]
             conversation = await database_sync_to_async(services.do_open_conversation)(
                 self.owner, requested

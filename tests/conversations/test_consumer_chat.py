@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,8 @@ from django.utils import timezone
 from conversations import services
 from conversations.models import Conversation, Feedback, Message
 from tests.conversations.chat_sockets import (
+    TIMEOUT,
+    chat_socket,
     chat_turn,
     expect_error,
     new_session_cookie,
@@ -337,3 +340,26 @@ def test_it_acknowledges_a_client_id_that_a_racing_connection_stored(db, monkeyp
     assert (again.user_message_id, again.bot_message_id) == (first.user_message_id, None)
     assert len(lookups) == 2
     assert Message.objects.filter(conversation=conversation).count() == 2
+
+
+async def test_one_network_opens_at_most_its_sockets_a_minute(settings, active_model_version):
+    # Counted in the shared cache (Redis in CI): a fresh network each run, so that counts an
+    # earlier run left in the current minute do not matter.
+    settings.CHAT_CONNECTIONS_PER_MINUTE_PER_NETWORK = 3
+    prefix = f"2001:db8:{uuid.uuid4().int % 0xFFFF:x}"
+    for n in range(3):
+        socket, _ = await open_chat(await new_session_cookie(), client=f"{prefix}::{n + 1}")
+        await socket.disconnect()
+
+    refused = chat_socket(await new_session_cookie(), client=f"{prefix}::99")
+    connected, _ = await refused.connect(timeout=TIMEOUT)
+    assert connected  # accepted, then closed: a browser only sees a close code after accept
+    closing = await refused.receive_output(timeout=TIMEOUT)
+    await refused.disconnect()
+    elsewhere, hello = await open_chat(await new_session_cookie(), client=f"{prefix}:1::1")
+    await elsewhere.disconnect()
+
+    assert closing == {"type": "websocket.close", "code": 4429}
+    assert hello["type"] == "conversation"  # another network is not held back
+    opened = await database_sync_to_async(Conversation.objects.count)()
+    assert opened == 4  # the refused socket opened no conversation
