@@ -242,6 +242,8 @@ HANDOFF_AGENT_PRESENCE_SECONDS = envint(
 # the queue (checked every five minutes).
 HANDOFF_CLAIM_RELEASE_MINUTES = envint("HANDOFF_CLAIM_RELEASE_MINUTES", 30, minimum=1)
 # Conversations of one network that may wait for a person at once; more are given the contact.
+# Conversations the inbox sends at a time (the rest on request, a page at a time).
+HANDOFF_INBOX_PAGE_SIZE = envint("HANDOFF_INBOX_PAGE_SIZE", 50, minimum=1)
 HANDOFF_MAX_WAITING_PER_NETWORK = envint("HANDOFF_MAX_WAITING_PER_NETWORK", 3, minimum=1)
 
 # --- Knowledge base and retrieval (docs/knowledge-base.md) --------------------------

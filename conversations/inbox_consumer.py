@@ -23,7 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from conversations import agent_answers, handoff, handoff_events, inbox_views, protocol
 from conversations.consumers import CLOSE_FORBIDDEN
-from conversations.protocol import AgentMessageFrame, ProtocolError
+from conversations.protocol import AgentMessageFrame, InboxPageFrame, ProtocolError
 from conversations.replying import UNEXPECTED
 from knowledge import answering, retrieval
 
@@ -48,13 +48,14 @@ class InboxConsumer(AsyncWebsocketConsumer):
         self.user_id = agent.pk
         await self.channel_layer.group_add(handoff_events.INBOX_GROUP, self.channel_name)
         await database_sync_to_async(handoff.do_agent_seen)(agent.pk, self.channel_name)
-        queue = await database_sync_to_async(inbox_views.inbox_conversations)()
+        page = await database_sync_to_async(inbox_views.inbox_page)()
         await self._send_frame(
             {
                 "type": "inbox",
                 "protocol": protocol.PROTOCOL_VERSION,
                 "agent": {"id": agent.pk, "name": handoff.agent_name(agent)},
-                "conversations": queue,
+                "conversations": page["conversations"],
+                "total": page["total"],
             }
         )
 
@@ -98,6 +99,10 @@ class InboxConsumer(AsyncWebsocketConsumer):
             frame = protocol.parse_inbox_frame(payload)
             if isinstance(frame, AgentMessageFrame):
                 await self._agent_message(frame)
+            elif isinstance(frame, InboxPageFrame):
+                await database_sync_to_async(handoff.check_agent)(self.user_id)
+                page = await database_sync_to_async(inbox_views.inbox_page)(frame.offset)
+                await self._send_frame({"type": "inbox.page", **page})
             elif frame.type == "claim":
                 conversation = await database_sync_to_async(handoff.do_claim)(
                     frame.conversation, self.user_id

@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
+
 from conversations.handoff import agent_name, conversation_or_refuse
 from conversations.models import Conversation, Feedback, Message
 
@@ -43,14 +45,20 @@ def summary_of(conversation_id: str | uuid.UUID) -> dict[str, Any]:
     return conversation_summary(conversation_or_refuse(conversation_id))
 
 
-def inbox_conversations() -> list[dict[str, Any]]:
-    """Waiting and assigned conversations, the longest waiting first."""
+def inbox_page(offset: int = 0, size: int | None = None) -> dict[str, Any]:
+    """Waiting and assigned conversations, the longest waiting first: ``size`` of them
+    (HANDOFF_INBOX_PAGE_SIZE) from ``offset``, and how many there are in all."""
+    size = settings.HANDOFF_INBOX_PAGE_SIZE if size is None else size
     rows = (
         Conversation.objects.filter(status__in=Conversation.HANDED_OFF)
         .select_related("agent")
-        .order_by("handed_off_at", "created_at")
+        .order_by("handed_off_at", "created_at", "id")
     )
-    return [conversation_summary(conversation) for conversation in rows]
+    return {
+        "conversations": [conversation_summary(c) for c in rows[offset : offset + size]],
+        "offset": offset,
+        "total": rows.count(),
+    }
 
 
 def message_entry(message: Message, ratings: dict[int, int] | None = None) -> dict[str, Any]:

@@ -48,7 +48,7 @@ PROTOCOL_VERSION = 2
 CLIENT_FRAME_TYPES = frozenset({"user_message", "feedback", "ping", "handoff", "csat"})
 # Frames only the staff inbox (/ws/inbox/) accepts; the chat socket answers them `forbidden`.
 AGENT_FRAME_TYPES = frozenset({"claim", "agent_message", "hand_back", "close", "transcript"})
-INBOX_FRAME_TYPES = AGENT_FRAME_TYPES | {"ping"}
+INBOX_FRAME_TYPES = AGENT_FRAME_TYPES | {"ping", "inbox.page"}
 MAX_CLIENT_ID_CHARS = 64
 # Message ids are 64-bit primary keys; a bigger number would overflow the database's integer.
 MAX_MESSAGE_ID = 2**63 - 1
@@ -268,8 +268,22 @@ def parse_satisfaction(payload: dict[str, Any]) -> SatisfactionFrame:
         raise _error_from_validation(error) from None
 
 
-def parse_inbox_frame(payload: dict[str, Any]) -> InboxFrame | AgentMessageFrame:
-    model = AgentMessageFrame if payload.get("type") == "agent_message" else InboxFrame
+class InboxPageFrame(BaseModel):
+    """`{"type": "inbox.page", "offset": n}`: the queue's rows from the n-th on."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["inbox.page"]
+    offset: StrictInt = Field(ge=0, le=1_000_000)
+
+
+def parse_inbox_frame(
+    payload: dict[str, Any],
+) -> InboxFrame | AgentMessageFrame | InboxPageFrame:
+    model: type[BaseModel] = {
+        "agent_message": AgentMessageFrame,
+        "inbox.page": InboxPageFrame,
+    }.get(payload.get("type"), InboxFrame)
     try:
         return model.model_validate(payload)
     except ValidationError as error:

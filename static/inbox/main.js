@@ -67,7 +67,10 @@ const queue = new QueueList({
   waitingCount: document.getElementById("waiting-count"),
   waitingEmpty: document.getElementById("waiting-empty"),
   assignedEmpty: document.getElementById("assigned-empty"),
+  moreLine: document.getElementById("queue-more-line"),
+  moreButton: document.getElementById("queue-more"),
   onSelect: openConversation,
+  onMore: (offset) => request({ type: "inbox.page", offset }),
 });
 const transcript = new TranscriptView(document.getElementById("transcript"));
 
@@ -113,11 +116,14 @@ function handleFrame(frame) {
     case "inbox":
       me = frame.agent;
       agentLine.textContent = `Signed in as ${me.name}`;
-      queue.replaceAll(frame.conversations ?? [], me);
+      queue.replaceAll(frame.conversations ?? [], me, frame.total);
       updateTitle();
       resendPending();
       // Messages may have arrived while we were away: draw the open conversation again.
       if (current) request({ type: "transcript", conversation: current.id });
+      break;
+    case "inbox.page":
+      queue.addPage(frame.conversations ?? [], frame.total);
       break;
     case "conversation.updated":
       conversationUpdated(frame.conversation);

@@ -14,25 +14,52 @@ export class QueueList {
    * @param {HTMLElement} options.waitingCount
    * @param {HTMLElement} options.waitingEmpty  shown while nobody waits
    * @param {HTMLElement} options.assignedEmpty
+   * @param {HTMLElement} options.moreLine  holds the "show more" button; hidden when all are here
+   * @param {HTMLButtonElement} options.moreButton
    * @param {(id: string) => void} options.onSelect  the agent opened a conversation
+   * @param {(offset: number) => void} options.onMore  the agent asked for the next page
    */
-  constructor({ waitingList, assignedList, waitingCount, waitingEmpty, assignedEmpty, onSelect }) {
+  constructor({
+    waitingList,
+    assignedList,
+    waitingCount,
+    waitingEmpty,
+    assignedEmpty,
+    moreLine,
+    moreButton,
+    onSelect,
+    onMore,
+  }) {
     this.waitingList = waitingList;
     this.assignedList = assignedList;
     this.waitingCount = waitingCount;
     this.waitingEmpty = waitingEmpty;
     this.assignedEmpty = assignedEmpty;
+    this.moreLine = moreLine;
+    this.moreButton = moreButton;
     this.onSelect = onSelect;
     /** @type {Map<string, object>} summaries by conversation id */
     this.summaries = new Map();
+    /** How many conversations the whole queue holds (the server sends a page at a time). */
+    this.total = 0;
     this.selectedId = null;
     this.me = null;
+    this.onMore = onMore;
+    moreButton?.addEventListener("click", () => this.onMore?.(this.summaries.size));
   }
 
-  /** The `inbox` frame: the whole queue (on every connect). */
-  replaceAll(summaries, me) {
+  /** The `inbox` frame: the queue's first page and its size (on every connect). */
+  replaceAll(summaries, me, total = summaries.length) {
     this.me = me;
     this.summaries = new Map(summaries.map((summary) => [summary.id, summary]));
+    this.total = total;
+    this.render();
+  }
+
+  /** An `inbox.page` frame: the next rows (the queue may have moved: rows are keyed by id). */
+  addPage(summaries, total) {
+    for (const summary of summaries) this.summaries.set(summary.id, summary);
+    this.total = total;
     this.render();
   }
 
@@ -44,10 +71,12 @@ export class QueueList {
     const known = this.summaries.has(summary.id);
     if (!IN_QUEUE.has(summary.status)) {
       this.summaries.delete(summary.id);
+      if (known) this.total = Math.max(this.summaries.size, this.total - 1);
       this.render();
       return known ? "removed" : "ignored";
     }
     this.summaries.set(summary.id, summary);
+    if (!known) this.total += 1;
     this.render();
     return known ? "changed" : "added";
   }
@@ -91,6 +120,11 @@ export class QueueList {
     this.waitingCount.textContent = String(waiting.length);
     this.waitingEmpty.hidden = waiting.length > 0;
     this.assignedEmpty.hidden = assigned.length > 0;
+    const notShown = Math.max(0, this.total - this.summaries.size);
+    if (this.moreLine) {
+      this.moreLine.hidden = notShown === 0;
+      this.moreButton.textContent = `Show more: ${notShown} more in the queue`;
+    }
     if (focusedId) {
       this.#buttons().find((button) => button.dataset.conversationId === focusedId)?.focus();
     }

@@ -100,10 +100,11 @@ def server_process(
 
 
 @contextmanager
-def daphne_serving(log_dir: Path) -> Iterator[str]:
-    """Daphne serving the real ASGI application on the test database; yields its base URL.
+def daphne_serving(log_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Daphne serving the real ASGI application on the test database (``env`` added to its
+    environment); yields its base URL.
 
     Its output goes to `log_dir/daphne.log`, shown in the error when it does not start."""
     args = ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "chatbot_site.asgi:application"]
-    with server_process(args, "/", log_dir / "daphne.log") as (url, _):
+    with server_process(args, "/", log_dir / "daphne.log", env) as (url, _):
         yield url

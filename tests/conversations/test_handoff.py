@@ -232,6 +232,29 @@ async def test_the_inbox_lists_waiting_and_claimed_conversations_longest_waiting
         await socket.disconnect()
 
 
+async def test_the_inbox_sends_a_page_at_a_time_and_the_next_on_request(agent_user, settings):
+    settings.HANDOFF_INBOX_PAGE_SIZE = 2
+    customers = [await waiting_conversation() for _ in range(5)]
+    ids = [conversation for _, conversation in customers]
+
+    inbox, hello = await open_inbox(await login_cookie(agent_user))
+    await inbox.send_json_to({"type": "inbox.page", "offset": 2})
+    second = await receive_until(inbox, "inbox.page")
+    await inbox.send_json_to({"type": "inbox.page", "offset": 4})
+    last = await receive_until(inbox, "inbox.page")
+
+    assert [row["id"] for row in hello["conversations"]] == ids[:2]  # longest waiting first
+    assert hello["total"] == second["total"] == last["total"] == 5
+    assert [row["id"] for row in second["conversations"]] == ids[2:4]
+    assert [row["id"] for row in last["conversations"]] == ids[4:]
+    await inbox.send_json_to({"type": "inbox.page", "offset": -1})
+    await expect_error(inbox, "invalid")
+    await still_open(inbox)
+    for socket, _ in customers:
+        await socket.disconnect()
+    await inbox.disconnect()
+
+
 async def test_an_agents_reply_reaches_the_customer_at_once_and_is_stored(agent_user):
     customer, conversation = await waiting_conversation()
     inbox = await claimed(await login_cookie(agent_user), customer, conversation)
@@ -577,6 +600,8 @@ async def test_an_agent_whose_staff_status_is_taken_away_can_no_longer_act(agent
         ({"type": "agent_message", "conversation": "x", "text": ""}, "invalid"),
         ({"type": "agent_message", "conversation": "x", "text": "x" * 5000}, "too_long"),
         ({"type": "user_message", "text": "hi"}, "unknown_type"),
+        ({"type": "inbox.page", "offset": "2"}, "invalid"),
+        ({"type": "inbox.page"}, "invalid"),
     ],
 )
 async def test_bad_inbox_frames_get_an_error_and_the_socket_stays_open(agent_user, frame, code):

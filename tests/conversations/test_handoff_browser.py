@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -249,3 +250,37 @@ def test_it_hands_the_customer_back_to_the_assistant(
     assert conversation.status == Conversation.Status.OPEN
     assert conversation.agent is None
     assert not Satisfaction.objects.exists()
+
+
+def test_a_long_queue_comes_a_page_at_a_time(chromium: Path, agent: object, tmp_path: Path) -> None:
+    from django.utils import timezone
+    from playwright.sync_api import expect, sync_playwright
+
+    now = timezone.now()
+    for n in range(5):
+        Conversation.objects.create(
+            session_key=f"customer-{n}",
+            status=Conversation.Status.WAITING_FOR_AGENT,
+            handed_off_at=now - timedelta(minutes=10 - n),
+        )
+    with (
+        daphne_serving(tmp_path, {"HANDOFF_INBOX_PAGE_SIZE": "2"}) as url,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            inbox = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            _sign_in_to_the_inbox(inbox, url)
+            more = inbox.get_by_test_id("queue-more")
+            expect(inbox.get_by_test_id("queue-item")).to_have_count(2)
+            expect(more).to_have_text("Show more: 3 more in the queue")
+
+            more.click()
+            expect(inbox.get_by_test_id("queue-item")).to_have_count(4)
+            expect(more).to_have_text("Show more: 1 more in the queue")
+            more.click()
+            expect(inbox.get_by_test_id("queue-item")).to_have_count(5)
+            expect(more).to_be_hidden()
+            expect(inbox.get_by_test_id("waiting-count")).to_have_text("5")
+        finally:
+            browser.close()
