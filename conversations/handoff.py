@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from conversations.models import AgentPresence, Conversation, Message
@@ -283,6 +283,41 @@ def do_release_claim(conversation_id: str | uuid.UUID, supervisor: Any) -> Conve
     if not supervisor.is_active or not supervisor.has_perm(SUPERVISE_INBOX):
         raise HandoffRefused("forbidden", "Only supervisors can release another agent's claim.")
     return _back_to_the_queue(conversation_or_refuse(conversation_id))
+
+
+def do_reassign(conversation_id: str | uuid.UUID, supervisor: Any, agent_id: int) -> Conversation:
+    """A supervisor gives a waiting or claimed conversation to another agent (one allowed to
+    answer customers): it is theirs, as if they had claimed it."""
+    if not supervisor.is_active or not supervisor.has_perm(SUPERVISE_INBOX):
+        raise HandoffRefused("forbidden", "Only supervisors can reassign a conversation.")
+    agent = check_agent(agent_id)
+    conversation = conversation_or_refuse(conversation_id)
+    changed = Conversation.objects.filter(
+        pk=conversation.pk, status__in=Conversation.HANDED_OFF
+    ).update(status=Status.WITH_AGENT, agent=agent, updated_at=timezone.now())
+    if not changed:
+        raise HandoffRefused("conflict", "This conversation is no longer with a person.")
+    conversation.refresh_from_db()
+    return conversation
+
+
+def eligible_agents() -> QuerySet:
+    """The users a conversation can be given to: active staff allowed to answer customers."""
+    from django.contrib.auth.models import Permission
+
+    app_label, codename = ANSWER_CUSTOMERS.split(".")
+    permission = Permission.objects.filter(
+        codename=codename, content_type__app_label=app_label
+    ).first()
+    allowed = Q(is_superuser=True)
+    if permission is not None:
+        allowed |= Q(user_permissions=permission) | Q(groups__permissions=permission)
+    return (
+        get_user_model()
+        .objects.filter(allowed, is_active=True, is_staff=True)
+        .distinct()
+        .order_by("first_name", "username")
+    )
 
 
 def release_abandoned_claims(*, now: datetime | None = None) -> list[uuid.UUID]:

@@ -112,3 +112,9 @@ def release_claim(conversation_id: uuid.UUID | str, supervisor: Any) -> None:
     """A supervisor's release (``handoff.do_release_claim``), announced like any status change."""
     conversation = handoff.do_release_claim(conversation_id, supervisor)
     status_changed_now(conversation.pk)
+
+
+def reassign(conversation_id: uuid.UUID | str, supervisor: Any, agent_id: int) -> None:
+    """A supervisor's reassignment (``handoff.do_reassign``), announced like any status change."""
+    conversation = handoff.do_reassign(conversation_id, supervisor, agent_id)
+    status_changed_now(conversation.pk)

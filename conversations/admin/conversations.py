@@ -156,7 +156,12 @@ class ConversationAdmin(admin.ModelAdmin):
     # customer; an edit here would not, and could leave "with a person" with nobody assigned.
     readonly_fields = fields
     inlines = [TranscriptInline]
-    actions = ["release_claims", "export_customer_data", "erase_customer_data"]
+    actions = [
+        "release_claims",
+        "reassign_conversations",
+        "export_customer_data",
+        "erase_customer_data",
+    ]
 
     @admin.action(description="Release the claims back to the queue")
     def release_claims(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
@@ -173,6 +178,45 @@ class ConversationAdmin(admin.ModelAdmin):
         self.message_user(
             request, f"{released} conversation(s) back in the queue.", messages.SUCCESS
         )
+
+    @admin.action(description="Give the conversations to another agent…")
+    def reassign_conversations(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> HttpResponse | None:
+        """A supervisor hands waiting or claimed conversations to an agent they choose."""
+        if not request.user.has_perm(handoff.SUPERVISE_INBOX):
+            self.message_user(
+                request, "Only supervisors can reassign conversations.", messages.ERROR
+            )
+            return None
+        handed_off = queryset.filter(status__in=Conversation.HANDED_OFF)
+        agents = handoff.eligible_agents()
+        chosen = agents.filter(pk=request.POST.get("agent") or None).first()
+        if chosen is None:
+            return TemplateResponse(
+                request,
+                "admin/conversations/conversation/reassign.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.model._meta,
+                    "title": "Give conversations to another agent",
+                    "conversations": handed_off,
+                    "agents": [(agent.pk, agent_name(agent)) for agent in agents],
+                    "selected": [str(pk) for pk in queryset.values_list("pk", flat=True)],
+                },
+            )
+        given = 0
+        for conversation in handed_off:
+            try:
+                handoff_events.reassign(conversation.pk, request.user, chosen.pk)
+            except handoff.HandoffRefused as refused:
+                self.message_user(request, f"{conversation.pk}: {refused.detail}", messages.ERROR)
+            else:
+                given += 1
+        self.message_user(
+            request, f"{given} conversation(s) given to {agent_name(chosen)}.", messages.SUCCESS
+        )
+        return None
 
     # A customer's data, on request (conversations.privacy) -------------------------------
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Feedback, Message
 from learning.models import ModelVersion
+from tests.agents import allow_answering
 
 pytestmark = pytest.mark.django_db
 
@@ -556,3 +557,46 @@ def test_only_a_supervisor_releases_claims_from_the_admin(client, django_user_mo
     client.post(url, action)
     released = Conversation.objects.get(pk=claimed.pk)
     assert (released.status, released.agent_id) == ("waiting_for_agent", None)
+
+
+def test_a_supervisor_gives_conversations_to_an_agent_they_choose(client, django_user_model):
+    anna = allow_answering(django_user_model.objects.create_user("anna", is_staff=True))
+    ben = allow_answering(django_user_model.objects.create_user("ben", is_staff=True))
+    django_user_model.objects.create_user("clerk", is_staff=True)  # may not answer customers
+    claimed = Conversation.objects.create(session_key="s1", status="with_agent", agent=anna)
+    waiting = Conversation.objects.create(session_key="s2", status="waiting_for_agent")
+    url = "/admin/conversations/conversation/"
+    action = {
+        "action": "reassign_conversations",
+        "_selected_action": [str(claimed.pk), str(waiting.pk)],
+    }
+    sue = django_user_model.objects.create_user("sue", password="x", is_staff=True)
+    sue.user_permissions.add(*Permission.objects.filter(codename="view_conversation"))
+    client.force_login(allow_answering(sue, supervise=True))
+
+    form = client.post(url, action)
+    given = client.post(url, {**action, "agent": ben.pk}, follow=True)
+
+    assert form.status_code == 200 and b'name="agent"' in form.content
+    offered = {label for _, label in form.context["agents"]}
+    assert {"anna", "ben", "sue"} <= offered and "clerk" not in offered
+    assert b"2 conversation(s) given to ben" in given.content
+    for row in Conversation.objects.filter(pk__in=[claimed.pk, waiting.pk]):
+        assert (row.status, row.agent_id) == ("with_agent", ben.pk)
+
+
+def test_only_a_supervisor_reassigns_and_only_to_an_agent(client, django_user_model):
+    from conversations import handoff
+
+    anna = allow_answering(django_user_model.objects.create_user("anna", is_staff=True))
+    clerk = django_user_model.objects.create_user("clerk", is_staff=True)
+    claimed = Conversation.objects.create(session_key="s1", status="with_agent", agent=anna)
+
+    with pytest.raises(handoff.HandoffRefused, match="Only supervisors"):
+        handoff.do_reassign(claimed.pk, anna, anna.pk)
+    supervisor = allow_answering(
+        django_user_model.objects.create_user("sue", is_staff=True), supervise=True
+    )
+    with pytest.raises(handoff.HandoffRefused, match="answer customers"):
+        handoff.do_reassign(claimed.pk, supervisor, clerk.pk)
+    assert Conversation.objects.get(pk=claimed.pk).agent_id == anna.pk

@@ -728,6 +728,34 @@ async def test_a_supervisor_releases_a_claim_and_the_customer_hears_it(
     await inbox.disconnect()
 
 
+async def test_a_supervisor_gives_a_claim_to_another_agent_and_both_sides_hear_it(
+    agent_user, second_agent, django_user_model
+):
+    from conversations import handoff_events
+
+    customer, conversation = await waiting_conversation()
+    inbox = await claimed(await login_cookie(agent_user), customer, conversation)
+    supervisor = await database_sync_to_async(
+        lambda: allow_answering(
+            django_user_model.objects.create_user("sue", password="x", is_staff=True),
+            supervise=True,
+        )
+    )()
+
+    await database_sync_to_async(handoff_events.reassign)(conversation, supervisor, second_agent.pk)
+
+    status = await receive(customer)
+    assert (status["status"], status["agent"]) == ("with_agent", "Ben"), status
+    # The inbox heard the claim first, then the reassignment.
+    while (updated := await receive_until(inbox, "conversation.updated"))["conversation"][
+        "agent_id"
+    ] != second_agent.pk:
+        assert updated["conversation"]["agent"] == "Anna"
+    assert updated["conversation"]["agent"] == "Ben"
+    await customer.disconnect()
+    await inbox.disconnect()
+
+
 async def test_a_claim_goes_back_to_the_queue_when_its_agent_has_been_away(agent_user, settings):
     from datetime import timedelta
 
