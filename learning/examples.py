@@ -8,9 +8,14 @@ what the model saw. It is rendered through the model's chat template and cut fro
 (whole turns first, the system turn stays) to fit. One owner (browser session or user)
 contributes at most ``per_owner_cap`` examples to a run, newest first, so that one person, or one
 adversary, cannot dominate it; and since browser sessions cost nothing, the sessions of one network
-together give at most ``network_share`` of its feedback (LEARNING_MAX_NETWORK_SHARE). Both
-examples of one feedback row go to the same side of the
-held-out split, which is a pure function of (seed, feedback id), so reruns split alike.
+together give at most ``network_share`` of its feedback (LEARNING_MAX_NETWORK_SHARE).
+
+The held-out split, which the gate judges the candidate by, is drawn across sources: all rows of
+one network (or, where the network is unknown, one owner) go to the same side, so the candidate
+is judged on customers it did not learn from, and a group cannot both teach a reply and vouch
+for it. With two or more sources each side gets at least one; with a single source its rows are
+split one by one. The split is a pure function of (seed, source or feedback id): reruns split
+alike.
 
 A correction is text a customer typed that would become what the bot says: it is learned only
 once staff approve its rating (``unreviewed_text``, LEARNING_TRAIN_UNREVIEWED_TEXT, learns it
@@ -39,7 +44,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from learning.feedback import AGENT_ANSWER, FeedbackSet, rated_turns, usable_feedback
+from learning.feedback import (
+    AGENT_ANSWER,
+    FeedbackSet,
+    RatedTurn,
+    rated_turns,
+    usable_feedback,
+)
 from serving.chat_template import turn_ids, without_oldest_turn
 
 
@@ -84,9 +95,33 @@ def encode_turn(
     return tuple(prompt), tuple(reply_ids)
 
 
+def split_point(key: int | str, *, seed: int) -> float:
+    """Where ``key`` (a feedback id, or a source) falls in [0, 1): a fixed hash, so the same
+    rows judge every run with the same seed."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
 def is_heldout(feedback_id: int, *, seed: int, share: float) -> bool:
-    digest = hashlib.sha256(f"{seed}:{feedback_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < share
+    return split_point(feedback_id, seed=seed) < share
+
+
+def heldout_sources(sources: Iterable[str], *, seed: int, share: float) -> set[str]:
+    """The sources whose rows are held out: about ``share`` of them, and with two or more
+    sources at least one on each side (a share 0 or 1 aside)."""
+    points = sorted((split_point(source, seed=seed), source) for source in set(sources))
+    held = {source for point, source in points if point < share}
+    if len(points) > 1 and 0 < share < 1:
+        if not held:
+            held = {points[0][1]}
+        elif len(held) == len(points):
+            held.discard(points[-1][1])
+    return held
+
+
+def source_of(turn: RatedTurn) -> str:
+    """Where a rated turn came from, for the held-out split: its network, else its owner."""
+    return f"network:{turn.network}" if turn.network else f"owner:{turn.owner_key}"
 
 
 def build_examples_from_feedback(
@@ -114,6 +149,11 @@ def build_examples_from_feedback(
     turns = rated_turns(queryset)
     per_network: dict[str, int] = defaultdict(int)
     network_cap = max(1, math.floor(network_share * len(turns)))
+    # Held out by source: the candidate is judged on customers it did not learn from, so a
+    # group cannot teach a reply and then vouch for it. With a single source there is nobody
+    # else to judge by, and its rows are split one by one.
+    sources = {source_of(turn) for turn in turns}
+    held_sources = heldout_sources(sources, seed=seed, share=heldout_share)
     for turn in turns:  # newest first, so the caps keep the newest
         if turn.network and per_network[turn.network] >= network_cap:
             network_capped += 1
@@ -133,7 +173,11 @@ def build_examples_from_feedback(
         result.feedback_ids.append(turn.feedback_id)
         side = (
             result.heldout
-            if is_heldout(turn.feedback_id, seed=seed, share=heldout_share)
+            if (
+                source_of(turn) in held_sources
+                if len(sources) > 1
+                else is_heldout(turn.feedback_id, seed=seed, share=heldout_share)
+            )
             else result.train
         )
         for reply, label in wanted:

@@ -19,7 +19,11 @@ from learning.models import ModelVersion, TrainingRun
 from serving.backends import forget_active_version
 from tests.conversations.chat_sockets import chat_turn, new_session_cookie, open_chat
 from tests.learning.consistent_feedback import pin_promotable_hyperparameters, rate_consistently
-from tests.learning.worker_process import wait_until, worker_process_fixture  # noqa: F401
+from tests.learning.worker_process import (  # noqa: F401
+    child_pids,
+    wait_until,
+    worker_process_fixture,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -49,6 +53,8 @@ async def ask(question: str) -> dict:
         await socket.disconnect()
 
 
+# Any child past 1 MiB is replaced after its task: after the run, its memory goes back.
+@pytest.mark.worker_env(CELERY_WORKER_MAX_MEMORY_PER_CHILD="1024")
 def test_a_retrain_queued_in_the_admin_is_promoted_and_answers_the_next_message(
     active_model_version, celery_worker_process, operator, client, settings
 ):
@@ -79,6 +85,19 @@ def test_a_retrain_queued_in_the_admin_is_promoted_and_answers_the_next_message(
         candidate.status == ModelVersion.Status.ACTIVE and candidate.parent == active_model_version
     )
     assert Feedback.objects.filter(used_by_run=run).count() == len(feedback)
+    # The child that trained exits once its task is done; a fresh one takes its place.
+    wait_until(
+        lambda: int(pid) not in child_pids(celery_worker_process),
+        timeout=60,
+        what="the training child to be replaced",
+        worker=celery_worker_process,
+    )
+    wait_until(
+        lambda: child_pids(celery_worker_process),
+        timeout=60,
+        what="a fresh child",
+        worker=celery_worker_process,
+    )
 
     # The web side (this process) answers with the promoted version from its next reply on.
     forget_active_version()  # instead of waiting GENERATION_POLL_SECONDS

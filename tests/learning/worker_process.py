@@ -111,9 +111,20 @@ def wait_until(
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; worker log:\n{worker.log()}")
 
 
+def child_pids(worker: WorkerProcess) -> set[int]:
+    """The worker's prefork children now."""
+    assert worker.process is not None
+    pid = worker.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in children.read_text().split()} if children.exists() else set()
+
+
 @pytest.fixture(name="celery_worker_process")
-def worker_process_fixture(transactional_db, settings, tmp_path) -> Iterator[WorkerProcess]:
-    """A started worker sharing this test's database, broker and CHECKPOINT_DIR."""
+def worker_process_fixture(
+    transactional_db, settings, tmp_path, request
+) -> Iterator[WorkerProcess]:
+    """A started worker sharing this test's database, broker and CHECKPOINT_DIR; a test's
+    ``worker_env`` marker adds to its environment."""
     settings.CHECKPOINT_DIR = tmp_path / "checkpoints"
     env = {
         **os.environ,
@@ -125,6 +136,8 @@ def worker_process_fixture(transactional_db, settings, tmp_path) -> Iterator[Wor
         "OMP_NUM_THREADS": "1",  # the test machines are small and shared
         "PYTHONUNBUFFERED": "1",
     }
+    if marker := request.node.get_closest_marker("worker_env"):
+        env.update(marker.kwargs)
     purge_queues()
     worker = WorkerProcess(tmp_path / "worker.log", env)
     worker.start()
