@@ -108,9 +108,11 @@ def _session_cookie(cache: dict[str, str], session: str) -> str:
     return cache[session]
 
 
-async def open_chat(cookies: dict[str, str], session: str) -> WebsocketCommunicator:
+async def open_chat(
+    cookies: dict[str, str], session: str, client: str | None = None
+) -> WebsocketCommunicator:
     """A chat socket of ``session`` (a browser session made on first use), past its
-    ``conversation`` frame."""
+    ``conversation`` frame; ``client``: the peer's address the server sees (none by default)."""
     from chatbot_site.asgi import application
 
     cookie = await _session_cookie(cookies, session)
@@ -120,6 +122,8 @@ async def open_chat(cookies: dict[str, str], session: str) -> WebsocketCommunica
         (b"cookie", cookie.encode()),
     ]
     socket = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    if client is not None:
+        socket.scope["client"] = (client, 50123)
     connected, _ = await socket.connect(timeout=TIMEOUT)
     assert connected, "the chat socket refused a simulated customer"
     await socket.receive_json_from(timeout=TIMEOUT)  # the conversation frame
