@@ -170,6 +170,8 @@ def run_bench(args: argparse.Namespace, checkpoint: Path | None, workdir: Path, 
     worker = None if args.inline else start_worker(workdir, env)
     try:
         outcome = trigger_and_wait(args.overrides, inline=args.inline)
+        if worker is not None:
+            print_worker_memory(worker, outcome["run"])
     finally:
         if worker is not None:
             stop_worker(worker)
@@ -329,6 +331,30 @@ def start_worker(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
             raise SystemExit(f"the worker did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.2)
     return process
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def print_worker_memory(process: subprocess.Popen, run) -> None:
+    """The worker's resident memory once the run is over: the child that trained is replaced
+    when it holds more than CELERY_WORKER_MAX_MEMORY_PER_CHILD, so its memory goes back."""
+    from bench.web_process import resident_bytes
+
+    trained = int(run.worker.rpartition(":")[2] or 0)
+    deadline = time.monotonic() + 30
+    while trained in _children(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)  # the new child's imports
+    children = _children(process.pid)
+    sizes = ", ".join(f"{resident_bytes(pid) / 2**20:.0f} MiB" for pid in children)
+    print(
+        f"worker after the run: main process {resident_bytes(process.pid) / 2**20:.0f} MiB,"
+        f" child {sizes or 'none'}; the child that trained"
+        f" {'is still there' if trained in children else 'was replaced'}"
+    )
 
 
 def stop_worker(process: subprocess.Popen) -> None:
