@@ -42,7 +42,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,17 +201,10 @@ def reset_to_base() -> Any:
     return base
 
 
-def largest_network_share(run: Any) -> float:
+def largest_network_share(counts: dict[str, int]) -> float:
     """The largest share of the run's feedback rows that one network address gave."""
-    from conversations.models import Feedback
-
-    networks = Counter(
-        Feedback.objects.filter(used_by_run=run).values_list(
-            "message__conversation__network", flat=True
-        )
-    )
-    total = sum(networks.values())
-    return max(networks.values()) / total if total else 0.0
+    used = counts.get("feedback", 0)
+    return counts.get("largest_network_feedback", 0) / used if used else 0.0
 
 
 def run_arm(arm: Arm, corpus: Any, *, sessions: int, seed: int, concurrency: int) -> ArmResult:
@@ -235,7 +227,7 @@ def run_arm(arm: Arm, corpus: Any, *, sessions: int, seed: int, concurrency: int
         status=run.status,
         promoted=bool(run.gate_passed),
         counts=dict(run.example_counts or {}),
-        network_share=largest_network_share(run),
+        network_share=largest_network_share(run.example_counts or {}),
         reasons=list(run.gate_reasons or ()) or ([run.error] if run.error else []),
         seconds=time.monotonic() - started,
     )

@@ -202,6 +202,10 @@ def build_examples_from_feedback(
         "agent_answers": agent_answers,
         "capped_feedback": capped,
         "network_capped_feedback": network_capped,
+        # The most feedback rows one known network gave this run (at most the cap).
+        "largest_network_feedback": max(
+            (rows for network, rows in per_network.items() if network), default=0
+        ),
     }
     result.data_hash = digest.hexdigest()
     return result

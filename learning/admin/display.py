@@ -57,6 +57,7 @@ EXAMPLE_COUNT_LABELS = {
     "agent_answers": "Agents' answers (from the inbox)",
     "capped_feedback": "Left out by the per-owner cap",
     "network_capped_feedback": "Left out by the per-network share",
+    "largest_network_feedback": "Most feedback rows from one network",
     "protected": "Left out: they contradict golden answers",
 }
 TREND_METRICS = [

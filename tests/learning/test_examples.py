@@ -316,6 +316,7 @@ def test_counts_and_the_data_hash_describe_the_data(tokenizer):
         "agent_answers": 0,
         "capped_feedback": 0,
         "network_capped_feedback": 0,
+        "largest_network_feedback": 0,
     }
     assert len(examples.data_hash) == 64 and examples.data_hash == build(tokenizer).data_hash
 
@@ -359,6 +360,7 @@ def test_one_networks_sessions_give_at_most_their_share_of_a_run(tokenizer):
     assert len(used & {f.pk for f in crowd}) == 2
     assert {crowd[5].pk, crowd[4].pk} <= used  # the newest
     assert examples.counts["network_capped_feedback"] == 4
+    assert examples.counts["largest_network_feedback"] == 2
 
 
 def test_the_heldout_split_is_drawn_across_sources_never_through_one(tokenizer):
