@@ -3,11 +3,12 @@
 A customer is a logged-in user or an anonymous browser session (``Customer``), found from any
 of their conversations. ``customer_data`` is everything the chat stored about them, as JSON;
 ``erase_customer`` deletes it: their conversations with every message and rating, and the
-article proposals only their corrections made. Erased rows are gone, so no later run, export
-or proposal can use them; what was already learned from them cannot be unlearned by deleting
-rows, so the erasure names the model versions trained on their feedback, for an operator to
-retrain without them (or roll back). ``delete_expired_conversations`` applies
-CHAT_RETENTION_DAYS the same way, daily (django-celery-beat).
+article proposals and candidate wordings only their ratings made. Erased rows are gone, so no
+later run, export, proposal or wording can use them; what was already learned from them cannot
+be unlearned by deleting rows, so the erasure names the model versions trained on their
+feedback, for an operator to retrain without them (or roll back).
+``delete_expired_conversations`` applies CHAT_RETENTION_DAYS the same way, daily
+(django-celery-beat).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from conversations.models import Conversation, Feedback, Message
-from knowledge.models import ArticleProposal
+from knowledge.models import ArticleProposal, WordingCandidate
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,16 @@ def _erase(conversations: QuerySet[Conversation], ratings: QuerySet[Feedback]) -
             if not proposal.feedback.exclude(pk__in=rating_ids).exists()
         ]
         proposals = ArticleProposal.objects.filter(pk__in=theirs)
+        # Candidate wordings only they supported (staff's accepted ones are article text now).
+        wordings = [
+            candidate.pk
+            for candidate in WordingCandidate.objects.exclude(
+                status=WordingCandidate.Status.ACCEPTED
+            )
+            .filter(feedback__in=rating_ids)
+            .distinct()
+            if not candidate.feedback.exclude(pk__in=rating_ids).exists()
+        ]
         erasure = Erasure(
             conversations=len(conversation_ids),
             messages=Message.objects.filter(conversation_id__in=conversation_ids).count(),
@@ -167,6 +178,7 @@ def _erase(conversations: QuerySet[Conversation], ratings: QuerySet[Feedback]) -
             trained_versions=trained,
         )
         proposals.delete()
+        WordingCandidate.objects.filter(pk__in=wordings).delete()
         Feedback.objects.filter(pk__in=rating_ids).delete()
         Conversation.objects.filter(pk__in=conversation_ids).delete()
     return erasure

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from conversations import wording_candidates
 from conversations.models import Feedback
 
 if TYPE_CHECKING:
@@ -54,8 +55,12 @@ def approve_feedback(feedback: FeedbackSelection, reviewer: AbstractBaseUser) ->
 
 
 def reject_feedback(feedback: FeedbackSelection, reviewer: AbstractBaseUser) -> int:
-    """Keep the selected feedback out of training for good; returns how many rows changed."""
-    return set_review_status(feedback, Status.REJECTED, reviewer)
+    """Keep the selected feedback out of training for good, and out of the wordings it
+    supported (``wording_candidates``); returns how many rows changed."""
+    changed = set_review_status(feedback, Status.REJECTED, reviewer)
+    for row in _selected(feedback).filter(wording_candidates__isnull=False).distinct():
+        wording_candidates.do_follow_rating(row)
+    return changed
 
 
 def use_again(feedback: FeedbackSelection, reviewer: AbstractBaseUser) -> int:

@@ -59,6 +59,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from conversations import wording_candidates
 from conversations.handoff import agent_name
 from conversations.models import Conversation, Feedback, Message
 from conversations.protocol import ProtocolError
@@ -393,22 +394,21 @@ def do_rate_message(
                 owner_key=owner.key,
                 defaults={"conversation_id": conversation_id, "user_id": owner.user_id, **opinion},
             )
-            return feedback
-        changed = any(getattr(feedback, field) != value for field, value in opinion.items())
-        for field, value in opinion.items():
-            setattr(feedback, field, value)
-        feedback.user_id = owner.user_id
-        if changed and feedback.review_status == Feedback.ReviewStatus.APPROVED:
-            feedback.review_status = Feedback.ReviewStatus.PENDING
-            feedback.reviewer, feedback.reviewed_at = None, None
-        feedback.save(
-            update_fields=[
-                *opinion,
-                "user",
-                "review_status",
-                "reviewer",
-                "reviewed_at",
-                "updated_at",
-            ]
-        )
+        else:
+            _change_opinion(feedback, opinion, owner)
+        # The wording the rating supports (or no longer does) for the article it rates.
+        wording_candidates.do_follow_rating(feedback)
     return feedback
+
+
+def _change_opinion(feedback: Feedback, opinion: dict[str, Any], owner: Owner) -> None:
+    changed = any(getattr(feedback, field) != value for field, value in opinion.items())
+    for field, value in opinion.items():
+        setattr(feedback, field, value)
+    feedback.user_id = owner.user_id
+    if changed and feedback.review_status == Feedback.ReviewStatus.APPROVED:
+        feedback.review_status = Feedback.ReviewStatus.PENDING
+        feedback.reviewer, feedback.reviewed_at = None, None
+    feedback.save(
+        update_fields=[*opinion, "user", "review_status", "reviewer", "reviewed_at", "updated_at"]
+    )

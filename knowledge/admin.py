@@ -18,7 +18,13 @@ from django.utils.text import Truncator
 
 from admin_parts.inlines import ReadOnlyPartInline
 from knowledge.article_import_admin import ArticleImportAdminMixin
-from knowledge.models import ArticleProposal, ArticleRevision, BusinessProfile, KnowledgeArticle
+from knowledge.models import (
+    ArticleProposal,
+    ArticleRevision,
+    BusinessProfile,
+    KnowledgeArticle,
+    WordingCandidate,
+)
 from knowledge.proposals import do_accept_proposal, do_dismiss_proposals
 from knowledge.services import KnowledgeError, do_embed_articles, do_save_article
 
@@ -188,5 +194,7 @@ class ArticleProposalAdmin(admin.ModelAdmin):
 
 
 from knowledge.profile_admin import BusinessProfileAdmin  # noqa: E402
+from knowledge.wording_admin import WordingCandidateAdmin  # noqa: E402
 
 admin.site.register(BusinessProfile, BusinessProfileAdmin)
+admin.site.register(WordingCandidate, WordingCandidateAdmin)

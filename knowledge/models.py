@@ -191,6 +191,64 @@ class ArticleProposal(models.Model):
         return f"New text for “{self.article.title}”"
 
 
+class WordingCandidate(models.Model):
+    """A customer's wording of a question an article answered, proposed as one of the article's
+    example questions (``knowledge.wordings``).
+
+    Customers word a question in ways the example questions do not; retrieval matches mostly
+    against those, so each accepted wording is one more way to find the article. A wording is
+    customer text that would change what other customers are shown, so it waits for staff: one
+    candidate per article and wording, however many ratings support it.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    class Source(models.TextChoices):
+        RATED_UP = "rated_up", "A reply written from the article was rated up"
+        AGENT = "agent", "An agent answered it; the article is the one retrieved for it"
+
+    article = models.ForeignKey(
+        KnowledgeArticle,
+        on_delete=models.CASCADE,
+        related_name="wording_candidates",
+        help_text="The article this wording should find (staff may change it before accepting).",
+    )
+    question = models.TextField(help_text="The customer's question, personal data redacted.")
+    # sha256 of the question, lower-cased with its spaces collapsed: the uniqueness is on it.
+    question_digest = models.CharField(max_length=64, editable=False)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    feedback = models.ManyToManyField(
+        "conversations.Feedback",
+        blank=True,
+        related_name="wording_candidates",
+        help_text="The ratings (or agents' answers) that support this wording.",
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["status", "article", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["article", "question_digest"],
+                condition=models.Q(status="pending"),
+                name="one_pending_wording_per_article",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"“{self.question}” for “{self.article.title}”"
+
+
 HEX_COLOUR = RegexValidator(r"^#[0-9a-fA-F]{6}$", "A colour as #rrggbb, e.g. #1f6feb.")
 
 
