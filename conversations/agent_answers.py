@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
+from conversations import wording_candidates
 from conversations.models import Feedback, Message
 from knowledge.person_request import asks_for_a_person
 
@@ -64,4 +65,6 @@ def do_record_agent_answer(
                 "answered_question": question,
             },
         )
+        feedback.message.grounding = grounding or []
+        wording_candidates.do_follow_rating(feedback)  # the question, for staff to file
     return feedback

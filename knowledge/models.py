@@ -208,13 +208,18 @@ class WordingCandidate(models.Model):
 
     class Source(models.TextChoices):
         RATED_UP = "rated_up", "A reply written from the article was rated up"
-        AGENT = "agent", "An agent answered it; the article is the one retrieved for it"
+        AGENT = "agent", "The bot could not answer it; an agent did"
+        DECLINED = "declined", "The bot declined it; the customer rated the decline down"
 
+    # None: asked, and not in the knowledge base (staff pick the article, or write one).
     article = models.ForeignKey(
         KnowledgeArticle,
         on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="wording_candidates",
-        help_text="The article this wording should find (staff may change it before accepting).",
+        help_text="The article this wording should find: staff may change it, or pick one "
+        "where none was found, before accepting.",
     )
     question = models.TextField(help_text="The customer's question, personal data redacted.")
     # sha256 of the question, lower-cased with its spaces collapsed: the uniqueness is on it.
@@ -242,11 +247,17 @@ class WordingCandidate(models.Model):
                 fields=["article", "question_digest"],
                 condition=models.Q(status="pending"),
                 name="one_pending_wording_per_article",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["question_digest"],
+                condition=models.Q(status="pending", article__isnull=True),
+                name="one_pending_wording_without_article",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"“{self.question}” for “{self.article.title}”"
+        where = f"“{self.article.title}”" if self.article else "no article yet"
+        return f"“{self.question}” for {where}"
 
 
 HEX_COLOUR = RegexValidator(r"^#[0-9a-fA-F]{6}$", "A colour as #rrggbb, e.g. #1f6feb.")

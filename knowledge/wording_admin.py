@@ -16,8 +16,8 @@ from knowledge.wordings import do_accept_wordings, do_reject_wordings
 
 
 class WordingCandidateAdmin(admin.ModelAdmin):
-    list_display = ["question", "article", "supporters", "source", "status", "created_at"]
-    list_filter = ["status", "source", "article__topic", "created_at"]
+    list_display = ["question", "article_or_none", "supporters", "source", "status", "created_at"]
+    list_filter = ["status", "source", ("article", admin.EmptyFieldListFilter), "created_at"]
     list_select_related = ["article"]
     search_fields = ["question", "article__title"]
     search_help_text = "Search the wordings and the articles' titles."
@@ -43,6 +43,14 @@ class WordingCandidateAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def accept(self, request: HttpRequest, queryset: QuerySet[WordingCandidate]) -> None:
+        homeless = queryset.filter(status=WordingCandidate.Status.PENDING, article__isnull=True)
+        if homeless.exists():
+            self.message_user(
+                request,
+                f"{homeless.count()} wording(s) have no article yet: open each and pick the "
+                "article it belongs to (or write one) first.",
+                messages.WARNING,
+            )
         try:
             count = do_accept_wordings(queryset, by=request.user)
         except KnowledgeError as error:
@@ -56,6 +64,12 @@ class WordingCandidateAdmin(admin.ModelAdmin):
     def reject(self, request: HttpRequest, queryset: QuerySet[WordingCandidate]) -> None:
         count = do_reject_wordings(queryset, by=request.user)
         self.message_user(request, f"{count} wording(s) rejected.", messages.SUCCESS)
+
+    @admin.display(description="article", ordering="article__title")
+    def article_or_none(self, candidate: WordingCandidate) -> str:
+        if candidate.article is None:
+            return "— asked, not in the knowledge base"
+        return candidate.article.title
 
     @admin.display(description="ratings", ordering="supporter_count")
     def supporters(self, candidate: WordingCandidate) -> int:

@@ -46,13 +46,15 @@ def is_known_wording(article: KnowledgeArticle, question: str) -> bool:
 
 
 def pending_wording(
-    article: KnowledgeArticle, question: str, source: str
+    article: KnowledgeArticle | None, question: str, source: str
 ) -> WordingCandidate | None:
-    """The pending candidate of ``question`` for ``article`` (made now or before); None when
-    the wording is empty, too long, already one of the article's example questions, or staff
-    rejected it for this article before."""
+    """The pending candidate of ``question`` for ``article`` (None: asked, not in the knowledge
+    base), made now or before; None when the wording is empty, too long, already one of the
+    article's example questions, or staff rejected it for this article before."""
     question = " ".join(question.split())
-    if not question or len(question) > MAX_WORDING_CHARS or is_known_wording(article, question):
+    if not question or len(question) > MAX_WORDING_CHARS:
+        return None
+    if article is not None and is_known_wording(article, question):
         return None
     if was_rejected(article, question):
         return None
@@ -71,9 +73,11 @@ def do_accept_wordings(
     candidates: QuerySet[WordingCandidate], *, by: AbstractBaseUser | None = None
 ) -> int:
     """Add the pending ``candidates`` to their articles' example questions (one save, and so
-    one revision and one embedding, per article); returns how many were accepted."""
+    one revision and one embedding, per article); returns how many were accepted. One without
+    an article stays pending: staff pick its article first."""
     by_article: dict[int, list[WordingCandidate]] = defaultdict(list)
-    for candidate in candidates.filter(status=Pending).select_related("article").order_by("id"):
+    pending = candidates.filter(status=Pending, article__isnull=False)
+    for candidate in pending.select_related("article").order_by("id"):
         by_article[candidate.article_id].append(candidate)
     accepted = 0
     for group in by_article.values():
@@ -101,7 +105,7 @@ def do_reject_wordings(
     )
 
 
-def was_rejected(article: KnowledgeArticle, question: str) -> bool:
+def was_rejected(article: KnowledgeArticle | None, question: str) -> bool:
     return WordingCandidate.objects.filter(
         article=article,
         question_digest=question_digest(question),

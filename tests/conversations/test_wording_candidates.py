@@ -195,3 +195,69 @@ def test_only_staff_who_may_change_wordings_can_decide(article, client, django_u
 
     candidate.refresh_from_db()
     assert candidate.status == "pending"
+
+
+async def test_a_decline_rated_down_is_asked_not_in_the_knowledge_base(article):
+    wanted, _ = await asks_and_rates("do you sell gift cards", -1, declined=True, grounding=[])
+    person, _ = await asks_and_rates("can I talk to a human", -1, declined=True, grounding=[])
+
+    # A person request rated down says "sooner", not "answer this": no wording.
+    assert await candidates() == [("do you sell gift cards", None, "pending", 1)]
+    for socket in (wanted, person):
+        await socket.disconnect()
+
+
+@pytest.mark.django_db
+def test_a_question_an_agent_answered_is_proposed_for_the_article_retrieved(
+    article, django_user_model
+):
+    from conversations.agent_answers import do_record_agent_answer
+
+    agent = django_user_model.objects.create_user("anna", is_staff=True)
+    conversation = Conversation.objects.create(session_key="s", status="with_agent", agent=agent)
+    Message.objects.create(conversation=conversation, role="user", text="postage to Spain?")
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        text="Sorry, I can't help with that.",
+        finish_reason="stop",
+        declined=True,
+    )
+    answer = Message.objects.create(
+        conversation=conversation,
+        role="agent",
+        text="4.90 EUR.",
+        author=agent,
+        finish_reason="stop",
+    )
+
+    do_record_agent_answer(answer.pk, AS_STORED)
+
+    candidate = WordingCandidate.objects.get()
+    assert (candidate.question, candidate.article_id, candidate.source) == (
+        "postage to Spain?",
+        7,
+        "agent",
+    )
+
+
+@pytest.mark.django_db
+def test_a_wording_without_an_article_waits_for_staff_to_pick_one(article, admin_client):
+    homeless = WordingCandidate.objects.create(
+        question="gift cards?", question_digest="d", source="declined"
+    )
+    url = "/admin/knowledge/wordingcandidate/"
+
+    refused = admin_client.post(
+        url, {"action": "accept", "_selected_action": [str(homeless.pk)]}, follow=True
+    )
+    homeless.refresh_from_db()
+    assert b"have no article yet" in refused.content and homeless.status == "pending"
+
+    page = admin_client.get(f"{url}{homeless.pk}/change/")
+    assert b'name="article"' in page.content  # a pending wording's article can be picked
+    homeless.article = article
+    homeless.save()
+    admin_client.post(url, {"action": "accept", "_selected_action": [str(homeless.pk)]})
+    article.refresh_from_db()
+    assert "gift cards?" in article.example_questions.splitlines()
