@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from learning import runs
 from learning.models import ModelVersion, TrainingRun
 from learning.permissions import OPERATE, can_operate
-from learning.run_progress import phase, seconds_left
+from learning.run_progress import phase_progress, seconds_left
 
 
 def run_as_json(run: TrainingRun) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def run_as_json(run: TrainingRun) -> dict[str, Any]:
         "id": run.pk,
         "kind": run.kind,
         "status": run.status,
-        "phase": phase(run),
+        **phase_progress(run),
         "trigger": run.trigger,
         "step": run.step,
         "total_steps": run.total_steps,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -25,12 +25,17 @@ Encoded = tuple[tuple[int, ...], tuple[int, ...], int]
 
 
 def diagonal_fisher(
-    model: torch.nn.Module, encoded: Sequence[Encoded], *, pad_id: int, device="cpu"
+    model: torch.nn.Module,
+    encoded: Sequence[Encoded],
+    *,
+    pad_id: int,
+    device="cpu",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     totals = [torch.zeros_like(p, dtype=torch.float32) for _, p in named]
     model.eval()
-    for example in encoded:
+    for done, example in enumerate(encoded, start=1):
         model.zero_grad(set_to_none=True)
         batch = collate([example], pad_id).to(device)
         logps, mask = token_logprobs(model, batch)
@@ -40,6 +45,8 @@ def diagonal_fisher(
             for (_, p), t in zip(named, totals, strict=True)
         ]
         torch._foreach_addcmul_(totals, grads, grads)
+        if progress is not None:
+            progress(done, len(encoded))
     model.zero_grad(set_to_none=True)
     count = max(len(encoded), 1)
     torch._foreach_div_(totals, count)
@@ -65,8 +72,10 @@ def cached_fisher(
     *,
     pad_id: int,
     device="cpu",
+    on_miss: Callable[[int], Callable[[int, int], None]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The anchor's Fisher from the cache, computed and stored (atomically) on a miss.
+    """The anchor's Fisher from the cache, computed and stored (atomically) on a miss;
+    ``on_miss(examples)`` is called before computing it and returns its progress reporter.
 
     ``key`` names the anchor: its version's name (and for a LoRA adapter its θ₀'s digest), and
     the examples (how many, and whether grounded) where they may differ.
@@ -74,7 +83,8 @@ def cached_fisher(
     path = cache_dir / f"{key}.fisher.safetensors"
     if path.exists():
         return load_file(str(path))
-    fisher = diagonal_fisher(model, encoded, pad_id=pad_id, device=device)
+    progress = on_miss(len(encoded)) if on_miss is not None else None
+    fisher = diagonal_fisher(model, encoded, pad_id=pad_id, device=device, progress=progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-fisher-")
     os.close(fd)

@@ -40,8 +40,8 @@ from learning.grounded_tuning import (
     tuning_data,
 )
 from learning.models import ModelVersion, TrainingRun
+from learning.run_progress import enter_phase, step_reporter
 from learning.run_progress import save_run as _save
-from learning.run_progress import step_reporter
 from learning.versions import promote_version
 
 GATE_QUESTIONS = 32  # two batches of 16: about a minute a model on two cores
@@ -132,7 +132,7 @@ def execute_knowledge_run(run: TrainingRun, *, log: Log | None = None) -> None:
     log = log or (lambda line: None)
     config = TuningConfig(**run.hyperparameters.get("tuning", {}))
     base = pretrained_base()
-    _phase(run, "examples")
+    enter_phase(run, "examples")
     data = tuning_data(config, log=log)
     answers = sum(not example.declines for example in data.examples)
     questions = gate_questions(data.held_out, seed=config.seed)
@@ -145,10 +145,10 @@ def execute_knowledge_run(run: TrainingRun, *, log: Log | None = None) -> None:
             "held_out": len(questions),
         },
     )
-    _phase(run, "tuning")
+    enter_phase(run, "tuning")
     candidate = tuned_version(base, data.examples, config, log=log, progress=step_reporter(run))
     active = ModelVersion.objects.active().first()
-    _phase(run, "gate")
+    enter_phase(run, "gate")
     after = score_version(candidate, questions)
     before = (
         score_version(active, questions)
@@ -205,8 +205,3 @@ def _metrics(score: GateScore | None) -> dict[str, Any]:
         "held_out_asked": score.asked,
         "held_out_share": round(score.share, 4),
     }
-
-
-def _phase(run: TrainingRun, phase: str) -> None:
-    metrics = {**run.metrics_after, "phase": phase}
-    _save(run, metrics_after=metrics, heartbeat_at=timezone.now())

@@ -13,7 +13,7 @@ golden example.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -67,6 +67,7 @@ def drop_golden_overrides(
     cases: Sequence[GoldenCase],
     *,
     device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Remove from ``examples.train`` the examples that contradict a golden answer.
 
@@ -81,7 +82,9 @@ def drop_golden_overrides(
         prompts = list(dict.fromkeys(example.prompt_ids for example in examples.train))
         replies = dict(
             zip(
-                prompts, greedy_continuations(model, tokenizer, prompts, device=device), strict=True
+                prompts,
+                greedy_continuations(model, tokenizer, prompts, device=device, progress=progress),
+                strict=True,
             )
         )
         for index, example in enumerate(examples.train):

@@ -39,6 +39,7 @@ from learning.protected import (
     knowledge_golden_cases,
 )
 from learning.retention import is_grounded, known_intent_count, retention_prompts
+from learning.run_progress import enter_phase
 from learning.run_progress import save_run as _save
 from learning.run_progress import step_reporter as _progress_reporter
 from learning.training import Hyperparameters, planned_steps, train_candidate
@@ -119,10 +120,12 @@ def execute_claimed_run(run: TrainingRun) -> None:
     started = time.monotonic()
     config = RunSettings.for_run(run)
     inputs = _load_inputs(run, config)
-    anchor = _prepare_anchor(inputs, config)
+    anchor = _prepare_anchor(run, inputs, config)
+    enter_phase(run, "measuring")
     metrics_before = _measure(inputs, config)
     _save(run, metrics_before=metrics_before, heartbeat_at=timezone.now())
     metrics_after = _train(run, inputs, anchor, config)
+    enter_phase(run, "saving")
     _judge_and_register(run, inputs, config, metrics_before, metrics_after, started=started)
 
 
@@ -132,7 +135,9 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
     parent = ModelVersion.objects.active().first()
     if parent is None:
         raise LearningError("No model version is active: nothing to fine-tune.")
+    enter_phase(run, "loading")
     model, tokenizer, adapter_base = _trainable_model(parent, hp, config.device)
+    enter_phase(run, "examples")
     if adapter_base is not None and hp.anchor == "base":
         anchor = adapter_base  # with LoRA, θ₀ is the frozen base
     else:
@@ -154,7 +159,12 @@ def _load_inputs(run: TrainingRun, config: RunSettings) -> _RunInputs:
     if grounded:  # the knowledge base's own promises: the gate's golden set is never empty
         golden_cases += knowledge_golden_cases(settings.LEARNING_GOLDEN_FROM_KNOWLEDGE)
     protected = drop_golden_overrides(
-        model, tokenizer, examples, golden_cases, device=config.device
+        model,
+        tokenizer,
+        examples,
+        golden_cases,
+        device=config.device,
+        progress=enter_phase(run, "protecting"),
     )
     if not examples.train:
         if protected:
@@ -219,7 +229,7 @@ def _trainable_model(
     return adapted, tokenizer, parent
 
 
-def _prepare_anchor(inputs: _RunInputs, config: RunSettings) -> _AnchorTerms:
+def _prepare_anchor(run: TrainingRun, inputs: _RunInputs, config: RunSettings) -> _AnchorTerms:
     """θ₀'s weights, and its Fisher (EWC) or its log-probabilities of the examples (KTO).
 
     With LoRA, θ₀ is in the adapter's parameters (``learning.adapters``), and both are measured
@@ -258,6 +268,7 @@ def _prepare_anchor(inputs: _RunInputs, config: RunSettings) -> _AnchorTerms:
                 sample,
                 pad_id=inputs.pad_id,
                 device=config.device,
+                on_miss=lambda count: enter_phase(run, "fisher", count),
             )
         if hp.loss == "kto":
             sums, _ = reply_logprob_sums(
@@ -293,6 +304,7 @@ def _train(
     run: TrainingRun, inputs: _RunInputs, anchor: _AnchorTerms, config: RunSettings
 ) -> dict[str, Any]:
     """Fine-tune the parent's model in place; its metrics afterwards, with the training time."""
+    enter_phase(run, "training")
     train_started = time.monotonic()
     losses = train_candidate(
         inputs.model,
@@ -307,6 +319,7 @@ def _train(
         progress=_progress_reporter(run),
     )
     train_seconds = time.monotonic() - train_started
+    enter_phase(run, "gate")
     metrics_after = _measure(inputs, config)
     metrics_after.update(
         {

@@ -1,4 +1,10 @@
-"""What a running training run writes as it goes: its fields, its steps and loss curve."""
+"""What a running training run writes as it goes: its fields, its phase, its steps and loss curve.
+
+A run spends much of its time outside its training steps (loading the model, building the
+examples, the Fisher estimate, measuring the parent and the candidate, writing the checkpoint),
+so it reports each *phase* as it enters it, with its progress where the phase is a loop (done of
+total) and when it began, and the time left is estimated per phase from its own pace.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,19 @@ from learning.models import TrainingRun
 
 LOSS_HISTORY_POINTS = 400
 PROGRESS_EVERY_SECONDS = 0.5
+# Every phase a run reports, in the order a feedback run goes through them, as people read it.
+PHASES = {
+    "loading": "loading the model",
+    "examples": "building the examples",
+    "protecting": "checking the examples against golden answers",
+    "fisher": "estimating the Fisher information (once per anchor)",
+    "measuring": "measuring the active model",
+    "tuning": "preparing the model",
+    "training": "training",
+    "gate": "measuring the candidate (the gate)",
+    "saving": "writing the checkpoint",
+}
+PhaseReporter = Callable[[int, int], None]
 
 
 def save_run(run: TrainingRun, **fields: Any) -> None:
@@ -47,6 +66,59 @@ def step_reporter(run: TrainingRun) -> Callable[[int, int, float], None]:
     return report
 
 
+def enter_phase(run: TrainingRun, name: str, total: int = 0) -> PhaseReporter:
+    """Record that ``run`` now does phase ``name`` (of ``total`` items, 0: not counted); returns
+    the reporter of its progress, ``report(done, total)``, which writes at most twice a second."""
+    if name not in PHASES:
+        raise ValueError(f"unknown phase {name!r}")
+    fields = {"phase": name, "phase_done": 0, "phase_total": total, "phase_started_at": _now_iso()}
+    save_run(run, metrics_after={**run.metrics_after, **fields}, heartbeat_at=timezone.now())
+    last = [time.monotonic()]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY_SECONDS and done < total:
+            return
+        last[0] = now
+        metrics = {**run.metrics_after, "phase_done": done, "phase_total": total}
+        save_run(run, metrics_after=metrics, heartbeat_at=timezone.now())
+
+    return report
+
+
+def phase_progress(run: TrainingRun) -> dict[str, Any]:
+    """The running phase as the API, the admin and ``retrain --wait`` show it: its name, label,
+    items done of total, and the seconds it has left at its pace so far (None: unknown)."""
+    name = phase(run)
+    metrics = run.metrics_after or {}
+    done, total = int(metrics.get("phase_done") or 0), int(metrics.get("phase_total") or 0)
+    left = None
+    if name and 0 < done < total and metrics.get("phase_started_at"):
+        began = datetime.fromisoformat(metrics["phase_started_at"])
+        elapsed = ((run.heartbeat_at or timezone.now()) - began).total_seconds()
+        left = max(0.0, elapsed / done * (total - done))
+    return {
+        "phase": name,
+        "phase_label": PHASES.get(name, ""),
+        "phase_done": done if name else 0,
+        "phase_total": total if name else 0,
+        "phase_seconds_left": left,
+    }
+
+
+def describe_phase(run: TrainingRun) -> str:
+    """One line of the running phase: "estimating the Fisher … 40/128, about 1 min 5 s left"."""
+    progress = phase_progress(run)
+    if not progress["phase"] or progress["phase"] == "training":
+        return ""
+    text = progress["phase_label"]
+    if progress["phase_total"]:
+        text += f" {progress['phase_done']}/{progress['phase_total']}"
+    if (left := progress["phase_seconds_left"]) is not None:
+        text += f", about {int(left // 60)} min {round(left % 60)} s left"
+    return text
+
+
 def seconds_left(run: TrainingRun) -> float | None:
     """The steps still to go at the pace of those done since the first (None before the second
     step or after the last): the time left of the training loop, most of a run's time."""
@@ -63,5 +135,5 @@ def _now_iso() -> str:
 
 
 def phase(run: TrainingRun) -> str:
-    """What a running run does besides its steps ("examples", "tuning", "gate"; "" if unknown)."""
+    """The phase a running run is in (a key of ``PHASES``; "" if unknown or not running)."""
     return str((run.metrics_after or {}).get("phase", "")) if run.status == "running" else ""

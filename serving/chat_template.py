@@ -13,7 +13,7 @@ functions and is imported when Django starts (through the admin's export), where
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from knowledge.prompt import Turn, neutralised, neutralised_turns
@@ -165,10 +165,12 @@ def greedy_continuations(
     max_new_tokens: int = 96,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[str]:
     """Greedy replies to chat-template prompts (token ids), batched with left padding (rotary
     positions are relative). A reply ends where the engine's does: at a ``stop_ids`` token
-    (not part of the text) or after ``max_new_tokens``."""
+    (not part of the text) or after ``max_new_tokens``. ``progress(done, total)`` after each
+    batch."""
     import torch
 
     was_training = model.training
@@ -190,6 +192,8 @@ def greedy_continuations(
             for row in output[:, input_ids.shape[1] :].tolist():
                 end = next((i for i, token in enumerate(row) if token in stops), len(row))
                 replies.append(tokenizer.decode(row[:end], skip_special_tokens=True))
+            if progress is not None:
+                progress(len(replies), len(prompts))
     finally:
         model.train(was_training)
     return replies

@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 
 from admin_parts.charts import ShareRow, metric_trend_svg, share_bars_svg
 from learning.models import ModelVersion, TrainingRun
-from learning.run_progress import seconds_left
+from learning.run_progress import describe_phase, seconds_left
 
 STATUS_COLOURS = {
     ModelVersion.Status.ACTIVE: "#1e7e34",
@@ -158,27 +158,24 @@ def before_after_table(before: dict, after: dict) -> SafeString:
     return render_to_string("admin/learning/includes/before_after_table.html", {"rows": rows})
 
 
-# What a knowledge-base tuning run is doing before and after its steps (knowledge_tuning).
-PHASES = {
-    "examples": "building examples from the articles",
-    "tuning": "preparing the model",
-    "gate": "asking held-out questions (the gate)",
-}
-
-
 def progress_html(run: TrainingRun, *, poll_url: str = "", with_loss: bool = True) -> SafeString:
-    """The run's progress bar; `poll_url` makes it follow the run live (JS)."""
-    if run.total_steps:
-        percent = f"{run.step / run.total_steps:.0%}"
+    """The run's progress bar; `poll_url` makes it follow the run live (JS). Outside its steps
+    the text says which phase the run is in, with that phase's progress and time left."""
+    if run.status not in TrainingRun.OPEN_STATUSES and not run.total_steps:
+        return format_html("{}", "—")
+    percent = f"{run.step / run.total_steps:.0%}" if run.total_steps else ""
+    phase = describe_phase(run) if run.status == TrainingRun.Status.RUNNING else ""
+    in_steps = run.total_steps and 0 < run.step < run.total_steps
+    if run.status == TrainingRun.Status.QUEUED:
+        text = "waiting for a worker"
+    elif phase and not in_steps:
+        text = phase[0].upper() + phase[1:]
+    elif run.total_steps:
         left = seconds_left(run)
         left_text = f", about {int(left // 60)} min {round(left % 60)} s left" if left else ""
         text = f"{run.step} / {run.total_steps} steps ({percent}{left_text})"
-    elif run.status in TrainingRun.OPEN_STATUSES:
-        percent = ""
-        phase = PHASES.get((run.metrics_after or {}).get("phase", ""), "preparing")
-        text = "waiting for a worker" if run.status == TrainingRun.Status.QUEUED else phase
     else:
-        return format_html("{}", "—")
+        text = "preparing"
     loss = f"loss {run.loss_history[-1]:.4g}" if run.loss_history and with_loss else ""
     context = {"run": run, "poll_url": poll_url, "percent": percent, "text": text, "loss": loss}
     return render_to_string("admin/learning/includes/run_progress.html", context)

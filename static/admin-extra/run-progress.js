@@ -6,13 +6,6 @@ const POLL_MS = 2000;
 const MAX_FAILURES = 5;
 const OPEN = new Set(["queued", "running"]);
 
-// What a knowledge-base tuning run is doing besides its steps (learning/admin/display.py).
-const PHASES = {
-  examples: "building examples from the articles",
-  tuning: "preparing the model",
-  gate: "asking held-out questions (the gate)",
-};
-
 function formatDuration(seconds) {
   const minutes = Math.floor(seconds / 60);
   const rest = Math.round(seconds % 60);
@@ -25,22 +18,31 @@ function render(box, run) {
   const bar = box.querySelector("progress");
   const text = box.querySelector("[data-progress-text]");
   const loss = box.querySelector("[data-progress-loss]");
+  const share = run.total_steps > 0 ? Math.round((100 * run.step) / run.total_steps) : 0;
   if (run.total_steps > 0) {
-    const share = Math.round((100 * run.step) / run.total_steps);
     bar.max = run.total_steps;
     bar.value = run.step;
     bar.textContent = `${share}%`;
+  }
+  // Outside its steps a run says which phase it is in (learning/run_progress.py), with that
+  // phase's progress and time left; during them, the steps and their time left.
+  const inSteps = run.total_steps > 0 && run.step > 0 && run.step < run.total_steps;
+  if (run.status === "queued") {
+    text.textContent = "waiting for a worker";
+  } else if (run.phase_label && run.phase !== "training" && !inSteps) {
+    const counted = run.phase_total > 0 ? ` ${run.phase_done}/${run.phase_total}` : "";
+    const left = run.phase_seconds_left === null || run.phase_seconds_left === undefined
+      ? ""
+      : `, about ${formatDuration(run.phase_seconds_left)} left`;
+    const label = run.phase_label[0].toUpperCase() + run.phase_label.slice(1);
+    text.textContent = `${label}${counted}${left}`;
+  } else if (run.total_steps > 0) {
     const left = run.seconds_left === null || run.seconds_left === undefined
       ? ""
       : `, about ${formatDuration(run.seconds_left)} left`;
     text.textContent = `${run.step} / ${run.total_steps} steps (${share}%${left})`;
   } else {
-    text.textContent = run.status === "queued"
-      ? "waiting for a worker"
-      : PHASES[run.phase] || "preparing";
-  }
-  if (run.total_steps > 0 && run.step >= run.total_steps && PHASES[run.phase]) {
-    text.textContent += ` — ${PHASES[run.phase]}`;
+    text.textContent = "preparing";
   }
   loss.textContent = run.loss === null ? "" : `loss ${Number(run.loss).toPrecision(4)}`;
 }

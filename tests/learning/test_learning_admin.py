@@ -577,6 +577,17 @@ def test_a_running_runs_page_follows_its_progress_in_the_browser(
             progress = page.locator(".run-progress [data-progress-text]")
             expect(progress).to_have_text("waiting for a worker")
 
+            # Before its steps: the phase, with its own progress.
+            _in_other_thread(
+                lambda: TrainingRun.objects.filter(pk=run.pk).update(
+                    status="running",
+                    total_steps=28,
+                    metrics_after={"phase": "fisher", "phase_done": 5, "phase_total": 128},
+                )
+            )
+            expect(progress).to_have_text(
+                "Estimating the Fisher information (once per anchor) 5/128", timeout=10_000
+            )
             _in_other_thread(
                 lambda: TrainingRun.objects.filter(pk=run.pk).update(
                     status="running", step=7, total_steps=28, loss_history=[2.0, 1.5]

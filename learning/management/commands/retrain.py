@@ -11,7 +11,7 @@ from django.db import connection
 
 from learning import runs
 from learning.models import TrainingRun
-from learning.run_progress import seconds_left
+from learning.run_progress import describe_phase, seconds_left
 
 FINISHED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.REJECTED, TrainingRun.Status.FAILED}
 POLL_SECONDS = 0.5
@@ -102,9 +102,10 @@ class Command(BaseCommand):
         drawn = None
         while True:
             run = TrainingRun.objects.get(pk=run_id)
-            if (run.status, run.step) != drawn:
+            shown = (run.status, run.step, describe_phase(run))
+            if shown != drawn:
                 self._draw(run)
-                drawn = (run.status, run.step)
+                drawn = shown
             if run.status in FINISHED:
                 break
             if time.monotonic() > deadline:
@@ -120,13 +121,14 @@ class Command(BaseCommand):
         done = run.step / run.total_steps if run.total_steps else 0.0
         bar = "#" * round(width * done) + "-" * (width - round(width * done))
         loss = f" loss {run.loss_history[-1]:.4f}" if run.loss_history else ""
-        phase = (run.metrics_after or {}).get("phase")
-        status = (
-            f"{run.get_status_display()}: {phase}"
-            if phase and run.status == "running"
-            else (run.get_status_display())
-        )
-        line = f"\r[{bar}] {run.step}/{run.total_steps or '?'} {status:<28}{loss}{_time_left(run)}"
+        phase = describe_phase(run)
+        in_steps = run.total_steps and 0 < run.step < run.total_steps
+        head = f"\r[{bar}] {run.step}/{run.total_steps or '?'}"
+        if run.status == "running" and phase and not in_steps:
+            # Outside the steps: which phase, its progress and its own time left.
+            line = f"{head} {phase}"
+        else:
+            line = f"{head} {run.get_status_display():<28}{loss}{_time_left(run)}"
         if self.stdout.isatty():
             self.stdout.write(line, ending="")
             self.stdout.flush()
