@@ -39,8 +39,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,21 @@ def heldout_sources(sources: Iterable[str], *, seed: int, share: float) -> set[s
     return held
 
 
+def network_quota(networks: Sequence[str], share: float) -> dict[str, int]:
+    """How many rows each known network (a non-empty key) may give, so that none gives more
+    than ``share`` of the rows that remain once every network is held to it (at least one row
+    each: with a single network and no other rows, that one row is all a run gets from it)."""
+    counts = Counter(network for network in networks if network)
+    unknown = len(networks) - sum(counts.values())
+    quota = dict(counts)
+    while True:  # each pass can only lower the total, and so the cap: it ends
+        cap = max(1, math.floor(share * (unknown + sum(quota.values()))))
+        lowered = {network: min(count, cap) for network, count in counts.items()}
+        if lowered == quota:
+            return quota
+        quota = lowered
+
+
 def source_of(turn: RatedTurn) -> str:
     """Where a rated turn came from, for the held-out split: its network, else its owner."""
     return f"network:{turn.network}" if turn.network else f"owner:{turn.owner_key}"
@@ -138,7 +153,8 @@ def build_examples_from_feedback(
 ) -> ExampleSet:
     """Examples from usable feedback, capped per owner and split into train and held-out;
     corrections only from approved ratings unless ``unreviewed_text``; one network's sessions
-    together give at most ``network_share`` of the feedback rows (at least one)."""
+    together give at most ``network_share`` of the feedback rows the run uses (at least one:
+    ``network_quota``)."""
     queryset = (
         feedback if feedback is not None else usable_feedback(require_approval=require_approval)
     )
@@ -146,28 +162,32 @@ def build_examples_from_feedback(
     result = ExampleSet()
     digest = hashlib.sha256()
     capped = corrections = agent_answers = awaiting = network_capped = 0
-    turns = rated_turns(queryset)
-    per_network: dict[str, int] = defaultdict(int)
-    network_cap = max(1, math.floor(network_share * len(turns)))
-    # Held out by source: the candidate is judged on customers it did not learn from, so a
-    # group cannot teach a reply and then vouch for it. With a single source there is nobody
-    # else to judge by, and its rows are split one by one.
-    sources = {source_of(turn) for turn in turns}
-    held_sources = heldout_sources(sources, seed=seed, share=heldout_share)
-    for turn in turns:  # newest first, so the caps keep the newest
-        if turn.network and per_network[turn.network] >= network_cap:
-            network_capped += 1
-            continue
+    kept: list[tuple[RatedTurn, list[tuple[str, int]]]] = []
+    for turn in rated_turns(queryset):  # newest first, so the caps keep the newest
         wanted = [(turn.reply, turn.label)]
         if turn.correction and (turn.approved or unreviewed_text):
             wanted.append((turn.correction, 1))
-        elif turn.correction:
-            awaiting += 1
         if per_owner[turn.owner_key] + len(wanted) > per_owner_cap:
             capped += 1
             continue
         per_owner[turn.owner_key] += len(wanted)
+        kept.append((turn, wanted))
+    quota = network_quota([turn.network for turn, _ in kept], network_share)
+    per_network: dict[str, int] = defaultdict(int)
+    used = []
+    for turn, wanted in kept:
+        if turn.network and per_network[turn.network] >= quota[turn.network]:
+            network_capped += 1
+            continue
         per_network[turn.network] += 1
+        used.append((turn, wanted))
+    # Held out by source: the candidate is judged on customers it did not learn from, so a
+    # group cannot teach a reply and then vouch for it. With a single source there is nobody
+    # else to judge by, and its rows are split one by one.
+    sources = {source_of(turn) for turn, _ in used}
+    held_sources = heldout_sources(sources, seed=seed, share=heldout_share)
+    for turn, wanted in used:
+        awaiting += bool(turn.correction) and len(wanted) == 1
         corrections += len(wanted) > 1
         agent_answers += turn.source == AGENT_ANSWER
         result.feedback_ids.append(turn.feedback_id)

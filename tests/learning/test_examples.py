@@ -353,14 +353,34 @@ def test_one_networks_sessions_give_at_most_their_share_of_a_run(tokenizer):
     Conversation.objects.filter(feedback__in=crowd).update(network="net-a")
     others = [rated_pair(f"other-{n}", f"q{n}", f"answer {n}", 1) for n in range(4)]
 
-    examples = build(tokenizer, network_share=0.2)  # 10 rows: at most 2 from one network
+    # 10 rows: 2 of them would be 2 of 6 used (33%); 1 of the 5 used is 20%.
+    examples = build(tokenizer, network_share=0.2)
 
     used = set(examples.feedback_ids)
     assert {f.pk for f in others} <= used  # no network known: not capped by it
-    assert len(used & {f.pk for f in crowd}) == 2
-    assert {crowd[5].pk, crowd[4].pk} <= used  # the newest
-    assert examples.counts["network_capped_feedback"] == 4
-    assert examples.counts["largest_network_feedback"] == 2
+    assert used & {f.pk for f in crowd} == {crowd[5].pk}  # the newest
+    assert examples.counts["network_capped_feedback"] == 5
+    assert examples.counts["largest_network_feedback"] == 1
+
+
+@pytest.mark.parametrize(
+    ("networks", "share", "quota"),
+    [
+        (["a"] * 10 + [f"n{i}" for i in range(20)], 0.2, {"a": 5}),  # 5 of the 25 used
+        (["a"] * 4 + [f"n{i}" for i in range(8)], 0.2, {"a": 2}),  # 2 of 10
+        (["a"] * 6 + [""] * 4, 0.5, {"a": 4}),  # 4 of 8
+        (["a"] * 30, 0.2, {"a": 1}),  # one network alone: one row
+        (["a"] * 3 + ["b"] * 3, 1.0, {"a": 3, "b": 3}),  # no cap
+    ],
+)
+def test_no_network_gives_more_than_its_share_of_the_rows_used(networks, share, quota):
+    from learning.examples import network_quota
+
+    got = network_quota(networks, share)
+
+    assert {network: got[network] for network in quota} == quota
+    used = sum(min(networks.count(n), got[n]) for n in got) + networks.count("")
+    assert all(count <= max(1, share * used) for count in got.values())
 
 
 def test_the_heldout_split_is_drawn_across_sources_never_through_one(tokenizer):
