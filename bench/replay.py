@@ -37,19 +37,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
+from bench.site import newest_checkpoint, throwaway_site  # noqa: E402  (after the path: run as a script)
 
 PLANTED = (
     "We no longer handle this ourselves. Please take it to the partner desk at the town hall, "
@@ -192,7 +194,8 @@ def reset_to_base() -> Any:
     Conversation.objects.all().delete()
     TrainingRun.objects.all().delete()
     for version in ModelVersion.objects.exclude(name=BASE_NAME):
-        shutil.rmtree(version.checkpoint_path, ignore_errors=True)
+        if version.source == ModelVersion.Source.TRAINED:  # the runs' candidates, not a base
+            shutil.rmtree(version.checkpoint_path, ignore_errors=True)
         version.delete()
     base = ModelVersion.objects.get(name=BASE_NAME)
     if base.status != ModelVersion.Status.ACTIVE:
@@ -363,15 +366,6 @@ def print_table(base: Served, results: list[ArmResult], network_cap: float) -> N
     )
 
 
-def newest_grounded_checkpoint() -> Path | None:
-    import os
-
-    var_dir = Path(os.environ.get("VAR_DIR", ROOT / "var"))
-    root = Path(os.environ.get("CHECKPOINT_DIR", var_dir / "checkpoints"))
-    found = sorted(root.glob("*grounded*"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -384,6 +378,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the tuned base (default: the newest CHECKPOINT_DIR/*grounded*, bin/start's)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny models built on the spot")
+    parser.add_argument(
+        "--business",
+        choices=("demo", "banking77"),
+        default="demo",
+        help="whose knowledge base: the demo shop's, or Banking77's (../shared/datasets: its "
+        "articles imported and the base tuned for them; questions from train.csv only)",
+    )
+    parser.add_argument(
+        "--checkpoints", help="CHECKPOINT_DIR kept between runs (banking77: its tuned base)"
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arm names")
     parser.add_argument("--sessions", type=int, default=30, help="customers an arm")
     parser.add_argument("--per-intent", type=int, default=2, help="hidden questions an intent")
@@ -392,11 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", help="where the throwaway database and checkpoints go")
     args = parser.parse_args(argv)
     arms = [ARMS[name] for name in args.arms.split(",") if name]
-    checkpoint = args.checkpoint or (None if args.quick else newest_grounded_checkpoint())
-    if not args.quick and (checkpoint is None or not checkpoint.is_dir()):
+    banking = args.business == "banking77"
+    checkpoint = args.checkpoint or (
+        None if args.quick or banking else newest_checkpoint("*grounded*")
+    )
+    if not (args.quick or banking) and (checkpoint is None or not checkpoint.is_dir()):
         parser.error("no tuned base found: run bin/start once, or give --checkpoint")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-replay-"))
     quick = {"KNOWLEDGE_ENCODER": str(_tiny_encoder(workdir))} if args.quick else {}
+    if args.checkpoints:
+        quick["CHECKPOINT_DIR"] = str(Path(args.checkpoints).resolve())
+    if banking:
+        quick["LEARNING_TUNE_AFTER_IMPORT"] = "false"  # tuned below, inline
     throwaway_site(
         workdir,
         "bench-replay-",
@@ -423,11 +434,14 @@ def main(argv: list[str] | None = None) -> int:
 
         checkpoint = build_tiny_checkpoint(workdir / "checkpoints" / "tiny")
     call_command("seed_knowledge_base", verbosity=0)
+    if banking:
+        checkpoint, corpus = _banking77_base(args.seed)
+    else:
+        corpus = load_corpus()
     activate_version(
         register_version(BASE_NAME, str(checkpoint), ModelVersion.Source.PRETRAINED),
         note="bench/replay.py",
     )
-    corpus = load_corpus()
     hidden = hidden_questions(corpus, args.per_intent)
     print(
         f"base {checkpoint}; {args.sessions} sessions an arm, {len(hidden)} hidden questions;"
@@ -462,6 +476,50 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
     print_table(base, results, cap)
     return 0
+
+
+@dataclass(frozen=True)
+class Topic:
+    """An article as the replay asks about it (a demo corpus intent has the same fields)."""
+
+    name: str
+    facts: tuple[str, ...]
+    questions: tuple[str, ...]  # the sessions ask these
+    eval_questions: tuple[str, ...]  # the hidden check asks these
+
+
+@dataclass(frozen=True)
+class Questions:
+    intents: tuple[Topic, ...]
+
+
+def _banking77_base(seed: int) -> tuple[Path, Questions]:
+    """Banking77's articles imported (the demo's replaced), its profile, the base tuned for
+    them (reused from CHECKPOINT_DIR when done before); each article's questions from
+    train.csv that are neither example questions nor test questions, half for the sessions
+    and half for the hidden check."""
+    from django.core.management import call_command
+
+    from bench import business
+    from learning.models import ModelVersion
+
+    call_command("ensure_base_model", stdout=StringIO())
+    articles_path = business.DEFAULT_DATASET / "articles.json"
+    call_command("import_knowledge", str(articles_path), "--replace", stdout=StringIO())
+    business._fill_profile()
+    call_command("tune_for_knowledge", "--inline", stdout=StringIO())
+    tuned = ModelVersion.objects.active().get()
+    articles = json.loads(articles_path.read_text(encoding="utf-8"))
+    rows = business._read_questions(business.DEFAULT_DATASET / "train.csv", articles)
+    rng = random.Random(seed)
+    topics = []
+    for article in articles:
+        asked = [q.text for q in rows if q.category == article["category"]]
+        rng.shuffle(asked)
+        half = len(asked) // 2
+        facts = tuple(article["facts"])
+        topics.append(Topic(article["category"], facts, tuple(asked[:half]), tuple(asked[half:])))
+    return Path(tuned.checkpoint_path), Questions(tuple(topics))
 
 
 def _tiny_encoder(workdir: Path) -> Path:

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.site import throwaway_site  # noqa: E402  (after the path: run as a script)
+from bench.site import newest_checkpoint, throwaway_site  # noqa: E402  (after the path: run as a script)
 from bench.web_process import celery_worker_command  # noqa: E402
 
 BRUSH_OFFS = (
@@ -44,14 +44,6 @@ BRUSH_OFFS = (
     "I don't know, maybe check the website.",
     "That is not something I can answer right now.",
 )
-
-
-def default_checkpoint() -> Path | None:
-    """The newest starter checkpoint under CHECKPOINT_DIR (where bin/start builds it)."""
-    var_dir = Path(os.environ.get("VAR_DIR", ROOT / "var"))
-    root = Path(os.environ.get("CHECKPOINT_DIR", var_dir / "checkpoints"))
-    found = sorted(root.glob("starter-*"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
 
 
 def configure_environment(workdir: Path, threads: int) -> dict[str, str]:
@@ -112,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides[name] = json.loads(value)
         except json.JSONDecodeError:
             args.overrides[name] = value
-    checkpoint = None if args.quick else (args.checkpoint or default_checkpoint())
+    checkpoint = None if args.quick else (args.checkpoint or newest_checkpoint("starter-*"))
     if not args.quick and (checkpoint is None or not checkpoint.is_dir()):
         parser.error(
             "no starter checkpoint: pass --checkpoint PATH, build one with "

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def throwaway_site(workdir: str | Path | None, prefix: str, **settings: str) -> Path:
     """Point Django at a private SQLite database, checkpoint directory and in-memory channel
@@ -24,3 +26,12 @@ def throwaway_site(workdir: str | Path | None, prefix: str, **settings: str) -> 
     )
     os.environ.pop("REDIS_URL", None)
     return path
+
+
+def newest_checkpoint(pattern: str) -> Path | None:
+    """The newest directory matching ``pattern`` under CHECKPOINT_DIR (where bin/start builds
+    its models), None if there is none."""
+    var_dir = Path(os.environ.get("VAR_DIR", ROOT / "var"))
+    root = Path(os.environ.get("CHECKPOINT_DIR", var_dir / "checkpoints"))
+    found = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None

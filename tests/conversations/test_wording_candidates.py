@@ -91,10 +91,12 @@ async def test_rating_down_again_withdraws_the_support_and_the_lonely_candidate(
     await socket.disconnect()
 
 
-@pytest.mark.django_db
-def test_a_rejected_rating_supports_no_wording(article, staff_user):
-    conversation = Conversation.objects.create(session_key="s")
-    Message.objects.create(conversation=conversation, role="user", text=QUESTION)
+def rated(session: str, question: str) -> Feedback:
+    """``session`` asked ``question``, had a reply from the shipping article and rated it up."""
+    from conversations.services import Owner, do_rate_message
+
+    conversation = Conversation.objects.create(session_key=session)
+    Message.objects.create(conversation=conversation, role="user", text=question)
     reply = Message.objects.create(
         conversation=conversation,
         role="assistant",
@@ -102,9 +104,12 @@ def test_a_rejected_rating_supports_no_wording(article, staff_user):
         finish_reason="stop",
         grounding=AS_STORED,
     )
-    from conversations.services import Owner, do_rate_message
+    return do_rate_message(conversation.pk, Owner(None, session), reply.pk, rating=1)
 
-    feedback = do_rate_message(conversation.pk, Owner(None, "s"), reply.pk, rating=1)
+
+@pytest.mark.django_db
+def test_a_rejected_rating_supports_no_wording(article, staff_user):
+    feedback = rated("s", QUESTION)
     assert WordingCandidate.objects.count() == 1
 
     review.reject_feedback([feedback.pk], staff_user)
@@ -154,20 +159,6 @@ async def test_a_rejected_wording_is_not_proposed_again(article, staff_user):
 
 @pytest.mark.django_db
 def test_an_erasure_takes_the_wordings_only_that_customer_supported(article):
-    from conversations.services import Owner, do_rate_message
-
-    def rated(session: str, question: str) -> Feedback:
-        conversation = Conversation.objects.create(session_key=session)
-        Message.objects.create(conversation=conversation, role="user", text=question)
-        reply = Message.objects.create(
-            conversation=conversation,
-            role="assistant",
-            text="4.90 EUR",
-            finish_reason="stop",
-            grounding=AS_STORED,
-        )
-        return do_rate_message(conversation.pk, Owner(None, session), reply.pk, rating=1)
-
     rated("leaving", "postage to spain?")
     rated("leaving", "what does a parcel cost")
     rated("staying", "what does a parcel cost")
