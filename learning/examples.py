@@ -10,12 +10,8 @@ contributes at most ``per_owner_cap`` examples to a run, newest first, so that o
 adversary, cannot dominate it; and since browser sessions cost nothing, the sessions of one network
 together give at most ``network_share`` of its feedback (LEARNING_MAX_NETWORK_SHARE).
 
-The held-out split, which the gate judges the candidate by, is drawn across sources: all rows of
-one network (or, where the network is unknown, one owner) go to the same side, so the candidate
-is judged on customers it did not learn from, and a group cannot both teach a reply and vouch
-for it. With two or more sources each side gets at least one; with a single source its rows are
-split one by one. The split is a pure function of (seed, source or feedback id): reruns split
-alike.
+Both examples of one feedback row go to the same side of the held-out split, which is a pure
+function of (seed, feedback id), so reruns split alike.
 
 A correction is text a customer typed that would become what the bot says: it is learned only
 once staff approve its rating (``unreviewed_text``, LEARNING_TRAIN_UNREVIEWED_TEXT, learns it
@@ -106,19 +102,6 @@ def is_heldout(feedback_id: int, *, seed: int, share: float) -> bool:
     return split_point(feedback_id, seed=seed) < share
 
 
-def heldout_sources(sources: Iterable[str], *, seed: int, share: float) -> set[str]:
-    """The sources whose rows are held out: about ``share`` of them, and with two or more
-    sources at least one on each side (a share 0 or 1 aside)."""
-    points = sorted((split_point(source, seed=seed), source) for source in set(sources))
-    held = {source for point, source in points if point < share}
-    if len(points) > 1 and 0 < share < 1:
-        if not held:
-            held = {points[0][1]}
-        elif len(held) == len(points):
-            held.discard(points[-1][1])
-    return held
-
-
 def network_quota(networks: Sequence[str], share: float) -> dict[str, int]:
     """How many rows each known network (a non-empty key) may give, so that none gives more
     than ``share`` of the rows that remain once every network is held to it (at least one row
@@ -132,11 +115,6 @@ def network_quota(networks: Sequence[str], share: float) -> dict[str, int]:
         if lowered == quota:
             return quota
         quota = lowered
-
-
-def source_of(turn: RatedTurn) -> str:
-    """Where a rated turn came from, for the held-out split: its network, else its owner."""
-    return f"network:{turn.network}" if turn.network else f"owner:{turn.owner_key}"
 
 
 def build_examples_from_feedback(
@@ -181,25 +159,13 @@ def build_examples_from_feedback(
             continue
         per_network[turn.network] += 1
         used.append((turn, wanted))
-    # Held out by source: the candidate is judged on customers it did not learn from, so a
-    # group cannot teach a reply and then vouch for it. With a single source there is nobody
-    # else to judge by, and its rows are split one by one.
-    sources = {source_of(turn) for turn, _ in used}
-    held_sources = heldout_sources(sources, seed=seed, share=heldout_share)
     for turn, wanted in used:
         awaiting += bool(turn.correction) and len(wanted) == 1
         corrections += len(wanted) > 1
         agent_answers += turn.source == AGENT_ANSWER
         result.feedback_ids.append(turn.feedback_id)
-        side = (
-            result.heldout
-            if (
-                source_of(turn) in held_sources
-                if len(sources) > 1
-                else is_heldout(turn.feedback_id, seed=seed, share=heldout_share)
-            )
-            else result.train
-        )
+        heldout = is_heldout(turn.feedback_id, seed=seed, share=heldout_share)
+        side = result.heldout if heldout else result.train
         for reply, label in wanted:
             prompt_ids, reply_ids = encode_turn(
                 tokenizer, turn.context, reply, max_tokens=max_tokens

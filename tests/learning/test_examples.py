@@ -381,37 +381,3 @@ def test_no_network_gives_more_than_its_share_of_the_rows_used(networks, share, 
     assert {network: got[network] for network in quota} == quota
     used = sum(min(networks.count(n), got[n]) for n in got) + networks.count("")
     assert all(count <= max(1, share * used) for count in got.values())
-
-
-def test_the_heldout_split_is_drawn_across_sources_never_through_one(tokenizer):
-    # 12 networks of 3 customers each, and 6 customers whose network is unknown.
-    for net in range(12):
-        crowd = [rated_pair(f"n{net}-{n}", f"q{net}", f"a{net} {n}", 1) for n in range(3)]
-        Conversation.objects.filter(feedback__in=crowd).update(network=f"net-{net}")
-    loners = [rated_pair(f"loner-{n}", f"q{n}", f"reply {n}", -1) for n in range(6)]
-
-    examples = build(tokenizer, heldout_share=0.3, seed=3)
-
-    def sources(side):
-        rows = Feedback.objects.filter(pk__in={e.feedback_id for e in side})
-        return {f.conversation.network or f.owner_key for f in rows}
-
-    held, trained = sources(examples.heldout), sources(examples.train)
-    assert held and trained and not held & trained  # a source teaches or judges, never both
-    assert 2 <= len(held) <= 12  # about 30% of the 18 sources
-    assert {f.pk for f in loners} <= set(examples.feedback_ids)
-
-
-def test_two_sources_give_one_to_each_side_and_one_source_is_split_by_row(tokenizer):
-    for n in range(10):
-        rated_pair(f"one-{n}", f"q{n}", f"a {n}", 1)
-    Conversation.objects.update(network="net-only")
-    single = build(tokenizer, heldout_share=0.3, seed=0)
-    assert single.heldout and single.train  # one source: split row by row, as before
-
-    for n in range(3):
-        rated_pair("two", f"q{n}", f"b {n}", 1)
-    for share in (0.01, 0.99):  # whatever the hash says, each side gets one of the two
-        examples = build(tokenizer, heldout_share=share, seed=0)
-        assert examples.heldout and examples.train
-        assert len(examples.heldout) in (3, 10)
